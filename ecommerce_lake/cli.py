@@ -1,0 +1,216 @@
+"""``ecommerce-lake``: set up, generate sample data, run the lake, query it, keep the docs current."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from ecommerce_lake.settings import ConfigError, Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("ecommerce_lake")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME (default ``<ECOMMERCE_LAKE_HOME>/dagster_home``) with the repository's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.home) / "dagster_home").expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    target = home / "dagster.yaml"
+    source = REPO_ROOT / "dagster.yaml"
+    if not target.exists() and source.exists():
+        shutil.copyfile(source, target)
+    return home
+
+
+# ---- commands ------------------------------------------------------------------------------------------
+def cmd_setup(args: argparse.Namespace) -> int:
+    from ecommerce_lake.defs.resources import build_resources
+    from ecommerce_lake.platform.jars import resolve_jars
+
+    settings = _settings()
+    groups = ["delta", "s3"] if (args.all or settings.needs_s3) else ["delta"]
+    started = time.monotonic()
+    paths = resolve_jars(groups, settings.jars_dir, settings.maven_repo, verify=args.verify)
+    print(f"JVM jars ({', '.join(groups)}) in {settings.jars_dir}: {len(paths)} files, "
+          f"{time.monotonic() - started:.1f} s")
+    if settings.env == "local":
+        build_resources(settings)["pseudonym"].key()
+        print(f"pseudonymisation key: {settings.pseudonym_key_file} (local development key, outside the repo)")
+    home = ensure_dagster_home(settings)
+    print(f"DAGSTER_HOME: {home}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ecommerce_lake.generator.generate import GeneratorConfig, generate
+
+    settings = _settings()
+    out = Path(args.out or settings.landing_root)
+    if args.if_empty and out.exists() and any(out.iterdir()):
+        print(f"landing zone {out} already holds batches; not generating (drop --if-empty to replace them)")
+        return 0
+    cfg = GeneratorConfig(
+        out=out, seed=args.seed, days=args.days, customers=args.customers, products=args.products,
+        lines=args.lines, dirty_rate=args.dirty_rate, overwrite=args.overwrite,
+        end_date=dt.date.fromisoformat(args.end_date) if args.end_date else None,
+    )
+    try:
+        summary = generate(cfg)
+    except FileExistsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
+    print(f"generated {summary.batches} batches ({summary.first_batch} .. {summary.last_batch}) in {out} "
+          f"in {summary.seconds:.1f} s: {rows}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ecommerce_lake.runner import run_lake
+
+    settings = _settings()
+    ensure_dagster_home(settings)
+    return run_lake(settings, selection=args.select)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from ecommerce_lake.defs.resources import spark_resource
+
+    settings = _settings()
+    spark = spark_resource(settings).get_session()
+    df = spark.sql(args.query)
+    df.show(args.limit, truncate=False)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from ecommerce_lake.docs import TABLES_MD, render_tables_md
+
+    text = render_tables_md()
+    path = REPO_ROOT / TABLES_MD
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is stale: run `ecommerce-lake docs`", file=sys.stderr)
+            return 1
+        print(f"{path} is current")
+        return 0
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from ecommerce_lake.defs.resources import spark_resource
+
+    settings = _settings()
+    for key, value in settings.describe().items():
+        print(f"{key:32} {value}")
+    if args.spark:
+        for key, value in sorted(spark_resource(settings).spark_conf().items()):
+            print(f"  {key} = {value}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    results: dict = {}
+    if args.suite == "session":
+        from ecommerce_lake.bench_session import bench
+
+        results["session"] = r = bench(args.steps)
+        print(f"{r['steps']}-asset Spark chain: shared session {r['shared']['run_seconds']} s, one JVM per step "
+              f"{r['per_step']['run_seconds']} s ({r['per_step_over_shared']}x)")
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    settings = _settings()
+    home = ensure_dagster_home(settings)
+    print(f"DAGSTER_HOME={home}; starting `dagster dev` on http://{args.host}:{args.port}")
+    os.chdir(REPO_ROOT)
+    os.execvp("dagster", ["dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", args.host,
+                          "-p", str(args.port)])
+    return 0  # pragma: no cover
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ecommerce-lake", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("setup", help="download and cache the JVM jars; create the local pseudonym key")
+    p.add_argument("--all", action="store_true", help="also fetch the S3 jars (hadoop-aws, AWS SDK bundle)")
+    p.add_argument("--verify", action="store_true", help="re-check the SHA-256 of cached jars")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("generate", help="write deterministic sample batches into the landing zone")
+    p.add_argument("--out", help="landing root to write (default: ECOMMERCE_LAKE_LANDING)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--days", type=int, default=730)
+    p.add_argument("--customers", type=int, default=20000)
+    p.add_argument("--products", type=int, default=500)
+    p.add_argument("--lines", type=int, default=1_000_000, help="approximate number of order lines")
+    p.add_argument("--dirty-rate", type=float, default=0.02, help="share of rows per kind of injected dirt")
+    p.add_argument("--end-date", help="last batch date YYYY-MM-DD (default: yesterday in Nairobi)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing batches in --out")
+    p.add_argument("--if-empty", action="store_true", help="do nothing when the landing zone has batches")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("run", help="materialize every asset (with checks) against the configured lake")
+    p.add_argument("--select", help="Dagster asset selection (default: everything)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sql", help="run a SQL query against the lake's catalog, e.g. 'select * from curated.daily_sales'")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("docs", help="regenerate docs/tables.md from the table schemas")
+    p.add_argument("--check", action="store_true", help="exit 1 if docs/tables.md is stale")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("config", help="print the effective configuration")
+    p.add_argument("--spark", action="store_true", help="also print the Spark configuration")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("bench", help="benchmarks that print figures (see docs/performance.md)")
+    p.add_argument("--suite", choices=["session"], default="session")
+    p.add_argument("--steps", type=int, default=6, help="session suite: length of the Spark asset chain")
+    p.add_argument("--output", help="also write the figures as JSON to this file")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) for this project")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "urllib3", "botocore", "alembic", "pandera"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""The code location: every domain's definitions, merged, with resources for the configured environment.
+
+Loaded by ``dagster dev`` through workspace.yaml. Steps run in the run's own process (in-process executor)
+so that one SparkSession serves every asset and check of a run.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ecommerce_lake.defs import curated, raw, refined
+from ecommerce_lake.defs.resources import build_resources
+from ecommerce_lake.settings import Settings
+
+DOMAINS = (raw.defs, refined.defs, curated.defs)
+
+lake_job = dg.define_asset_job(
+    "lake_job",
+    selection=dg.AssetSelection.groups("raw", "refined", "curated"),
+    description="Ingest new landing batches and rebuild refined and curated tables, with every check.",
+)
+
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    return dg.Definitions.merge(
+        *DOMAINS,
+        dg.Definitions(
+            jobs=[lake_job],
+            resources=build_resources(settings),
+            executor=dg.in_process_executor,
+        ),
+    )
+
+
+defs = build_defs()

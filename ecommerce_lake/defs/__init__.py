@@ -1,0 +1,1 @@
+"""Dagster definitions, one module (and one ``Definitions``) per domain."""

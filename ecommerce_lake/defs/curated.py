@@ -1,0 +1,180 @@
+"""Curated layer: the analysts' tables, by the business rules in ``ecommerce_lake.schemas.curated``."""
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_kwargs, key_of, table_checks
+from ecommerce_lake.defs.refined import REFINED_KEYS
+from ecommerce_lake.logic import curate
+from ecommerce_lake.schemas import curated as schemas
+
+CURATED_KEYS = {s.name.split(".")[1]: key_of(s) for s in schemas.ALL}
+FACT = CURATED_KEYS["fact_sales"]
+
+
+def _in(key: dg.AssetKey, *columns: str) -> dg.AssetIn:
+    return dg.AssetIn(key=key, metadata={"columns": list(columns)} if columns else None)
+
+
+@dg.asset(
+    **asset_kwargs(schemas.fact_sales),
+    ins={
+        "order_items": _in(REFINED_KEYS["order_items"], "order_id", "line_number", "product_id", "quantity",
+                           "unit_price_kes", "discount_kes"),
+        "orders": _in(REFINED_KEYS["orders"], "order_id", "order_date", "status", "county_code", "county_name",
+                      "customer_pseudonym", "payment_method", "channel"),
+        "products": _in(REFINED_KEYS["products"], "product_id", "category", "unit_cost_kes"),
+    },
+)
+def fact_sales(order_items: DataFrame, orders: DataFrame, products: DataFrame) -> DataFrame:
+    return curate.fact_sales(order_items, orders, products)
+
+
+@dg.asset(**asset_kwargs(schemas.daily_sales), ins={"fact": _in(FACT)})
+def daily_sales(fact: DataFrame) -> DataFrame:
+    return curate.daily_sales(fact)
+
+
+@dg.asset(**asset_kwargs(schemas.county_monthly_kpis),
+          ins={"fact": _in(FACT), "counties": _in(REFINED_KEYS["counties"])})
+def county_monthly_kpis(fact: DataFrame, counties: DataFrame) -> DataFrame:
+    return curate.county_monthly_kpis(fact, counties)
+
+
+@dg.asset(**asset_kwargs(schemas.category_share_by_county), ins={"fact": _in(FACT)})
+def category_share_by_county(fact: DataFrame) -> DataFrame:
+    return curate.category_share_by_county(fact)
+
+
+@dg.asset(**asset_kwargs(schemas.top_products_by_county),
+          ins={"fact": _in(FACT), "products": _in(REFINED_KEYS["products"], "product_id", "product_name")})
+def top_products_by_county(fact: DataFrame, products: DataFrame) -> DataFrame:
+    return curate.top_products_by_county(fact, products)
+
+
+@dg.asset(**asset_kwargs(schemas.product_performance),
+          ins={"fact": _in(FACT), "products": _in(REFINED_KEYS["products"])})
+def product_performance(fact: DataFrame, products: DataFrame) -> DataFrame:
+    return curate.product_performance(fact, products)
+
+
+@dg.asset(**asset_kwargs(schemas.customer_orders), ins={"fact": _in(FACT)})
+def customer_orders(fact: DataFrame) -> DataFrame:
+    return curate.customer_orders(fact)
+
+
+# ---- checks -------------------------------------------------------------------------------------------
+REFINED_SOLD_REVENUE_SQL = """
+SELECT CAST(COALESCE(SUM(CAST(i.quantity AS DECIMAL(28,2)) * i.unit_price_kes - i.discount_kes), 0)
+            AS DECIMAL(38,2)) AS revenue,
+       COUNT(*) AS lines
+FROM {items} i JOIN {orders} o ON i.order_id = o.order_id
+WHERE o.status IN ('paid', 'shipped', 'delivered')
+"""
+
+
+def _reconciles_with_refined(env: CheckEnv) -> dg.AssetCheckResult:
+    lake = env.lake
+    spark = lake.session()
+    lake.read(REFINED_KEYS["order_items"]).createOrReplaceTempView("__recon_items")
+    lake.read(REFINED_KEYS["orders"]).createOrReplaceTempView("__recon_orders")
+    expected = spark.sql(REFINED_SOLD_REVENUE_SQL.format(items="__recon_items", orders="__recon_orders")).collect()[0]
+    actual = lake.read(FACT).agg(
+        F.coalesce(F.sum("net_revenue_kes"), F.lit(0)).cast("decimal(38,2)").alias("revenue"),
+        F.count(F.lit(1)).alias("lines"),
+    ).collect()[0]
+    return dg.AssetCheckResult(
+        passed=expected["revenue"] == actual["revenue"] and expected["lines"] == actual["lines"],
+        metadata={
+            "refined_sold_revenue_kes": str(expected["revenue"]),
+            "fact_sales_revenue_kes": str(actual["revenue"]),
+            "difference_kes": str(actual["revenue"] - expected["revenue"]),
+            "refined_sold_lines": int(expected["lines"]),
+            "fact_sales_lines": int(actual["lines"]),
+        },
+    )
+
+
+def _unknown_county_share(env: CheckEnv) -> dg.AssetCheckResult:
+    row = env.lake.read(FACT, columns=["county_code", "net_revenue_kes"]).agg(
+        F.sum("net_revenue_kes").alias("total"),
+        F.sum(F.when(F.col("county_code") == 0, F.col("net_revenue_kes"))).alias("unknown"),
+        F.count(F.lit(1)).alias("lines"),
+        F.sum(F.when(F.col("county_code") == 0, 1).otherwise(0)).alias("unknown_lines"),
+    ).collect()[0]
+    total = float(row["total"] or 0)
+    share = float(row["unknown"] or 0) / total if total else 0.0
+    threshold = env.quality.unknown_county_warn_share
+    return dg.AssetCheckResult(
+        passed=share <= threshold,
+        metadata={"unknown_revenue_share": dg.MetadataValue.float(round(share, 6)),
+                  "threshold": dg.MetadataValue.float(threshold),
+                  "unknown_lines": int(row["unknown_lines"] or 0), "lines": int(row["lines"])},
+    )
+
+
+def _reconciles_with_fact(table: str, known_counties_only: bool) -> ExtraCheck:
+    key = CURATED_KEYS[table]
+
+    def fn(env: CheckEnv) -> dg.AssetCheckResult:
+        fact = env.lake.read(FACT, columns=["county_code", "net_revenue_kes"])
+        if known_counties_only:
+            fact = fact.where(F.col("county_code") != 0)
+        expected = fact.agg(F.coalesce(F.sum("net_revenue_kes"), F.lit(0)).cast("decimal(38,2)")).collect()[0][0]
+        actual = env.lake.read(key, columns=["net_revenue_kes"]).agg(
+            F.coalesce(F.sum("net_revenue_kes"), F.lit(0)).cast("decimal(38,2)")
+        ).collect()[0][0]
+        return dg.AssetCheckResult(
+            passed=expected == actual,
+            metadata={"expected_kes": str(expected), "actual_kes": str(actual),
+                      "difference_kes": str(actual - expected)},
+        )
+
+    return ExtraCheck(
+        "reconciles_with_fact_sales",
+        f"Total net revenue of {table} equals fact_sales"
+        + (" without the Unknown county" if known_counties_only else "") + ", to the cent.",
+        fn, blocking=True, additional_deps=[FACT],
+    )
+
+
+def _ten_per_county(env: CheckEnv) -> dg.AssetCheckResult:
+    sold = (env.lake.read(FACT, columns=["county_code", "product_id"]).where("county_code != 0")
+            .groupBy("county_code").agg(F.countDistinct("product_id").alias("products")))
+    top = env.lake.read(CURATED_KEYS["top_products_by_county"]).groupBy("county_code").agg(
+        F.count(F.lit(1)).alias("n"), F.countDistinct("rank").alias("ranks"))
+    bad = (sold.join(top, "county_code", "full_outer")
+           .where(~((F.coalesce("n", F.lit(0)) == F.least(F.lit(10), F.coalesce("products", F.lit(0))))
+                    & (F.coalesce("ranks", F.lit(0)) == F.coalesce("n", F.lit(0)))))
+           .limit(5).collect())
+    return dg.AssetCheckResult(passed=not bad, metadata={"bad_counties": dg.MetadataValue.json(
+        [r.asDict() for r in bad])})
+
+
+EXTRA = {
+    "fact_sales": [
+        ExtraCheck("reconciles_with_refined",
+                   "fact_sales net revenue and line count equal refined sold-line revenue (to the cent) and count, "
+                   "computed in SQL straight from refined order_items and orders.",
+                   _reconciles_with_refined, blocking=True,
+                   additional_deps=[REFINED_KEYS["order_items"], REFINED_KEYS["orders"]]),
+        ExtraCheck("unknown_county_share", "Share of sold net revenue whose county is Unknown (warns above the "
+                   "threshold ECOMMERCE_LAKE_UNKNOWN_COUNTY_WARN_SHARE).", _unknown_county_share),
+    ],
+    "daily_sales": [_reconciles_with_fact("daily_sales", known_counties_only=False)],
+    "county_monthly_kpis": [_reconciles_with_fact("county_monthly_kpis", known_counties_only=True)],
+    "category_share_by_county": [_reconciles_with_fact("category_share_by_county", known_counties_only=True)],
+    "top_products_by_county": [
+        ExtraCheck("ten_per_county", "Each known county has min(10, products it sold) rows with distinct ranks.",
+                   _ten_per_county, blocking=True, additional_deps=[FACT]),
+    ],
+    "product_performance": [_reconciles_with_fact("product_performance", known_counties_only=False)],
+    "customer_orders": [_reconciles_with_fact("customer_orders", known_counties_only=False)],
+}
+
+ASSETS = [fact_sales, daily_sales, county_monthly_kpis, category_share_by_county, top_products_by_county,
+          product_performance, customer_orders]
+CHECKS = [table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ())) for s in schemas.ALL]
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS)

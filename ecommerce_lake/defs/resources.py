@@ -1,0 +1,54 @@
+"""Resources per environment, from :class:`~ecommerce_lake.settings.Settings` only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ecommerce_lake.defs.common import QualityResource
+from ecommerce_lake.platform.io_manager import DeltaIOManager
+from ecommerce_lake.platform.lake import LakeResource
+from ecommerce_lake.platform.landing import LandingResource
+from ecommerce_lake.platform.secrets import PseudonymKeyResource
+from ecommerce_lake.platform.spark import SparkResource
+from ecommerce_lake.settings import Settings
+
+
+def spark_resource(settings: Settings) -> SparkResource:
+    groups = ["delta", "s3"] if settings.needs_s3 else ["delta"]
+    if settings.lake_is_local:
+        metastore_dir = str(Path(settings.lake_root) / "_metastore")
+    else:
+        metastore_dir = str(Path(settings.home) / "metastore")
+    return SparkResource(
+        master=settings.spark_master,
+        shuffle_partitions=settings.spark_shuffle_partitions,
+        driver_memory=settings.spark_driver_memory,
+        ui_enabled=settings.spark_ui,
+        warehouse_dir=f"{settings.lake_root}/_warehouse",
+        metastore_uri=settings.hive_metastore_uri,
+        metastore_dir=metastore_dir,
+        jars_dir=settings.jars_dir,
+        jar_groups=groups,
+        maven_repo=settings.maven_repo,
+        s3_endpoint=settings.s3_endpoint,
+        s3_region=settings.s3_region,
+        s3_path_style=settings.s3_path_style,
+        extra_conf=dict(settings.spark_conf),
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    spark = spark_resource(settings)
+    lake = LakeResource(root=settings.lake_root, spark=spark)
+    return {
+        "spark": spark,
+        "lake": lake,
+        "io_manager": DeltaIOManager(lake=lake),
+        "landing": LandingResource(root=settings.landing_root, s3_endpoint=settings.s3_endpoint,
+                                   s3_region=settings.s3_region),
+        "pseudonym": PseudonymKeyResource(key_file=settings.pseudonym_key_file,
+                                          generate_if_missing=settings.env == "local"),
+        "quality": QualityResource(unknown_county_warn_share=settings.unknown_county_warn_share,
+                                   row_count_change_warn_ratio=settings.row_count_change_warn_ratio),
+    }

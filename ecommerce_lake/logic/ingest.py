@@ -1,0 +1,194 @@
+"""Landing -> raw: validate batches against the contract and read their CSVs as strings.
+
+Values stay exactly as they arrived (strings; an empty field is null). Each row gets ``_batch_id``,
+``_source_file`` (``<batch_id>/<file>``), ``_row_number`` (1-based data row within the file) and
+``_ingested_at``. Columns the contract does not know are kept in the ``_extra`` map; a row whose number of
+fields differs from its header keeps the raw line in ``_corrupt_record`` (refined rejects it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ecommerce_lake.contract import (
+    BY_FILENAME,
+    CORRUPT_COLUMN,
+    EXTRA_COLUMN,
+    LANDING_FILES,
+    LandingFile,
+)
+from ecommerce_lake.platform.landing import Batch, LandingResource
+from ecommerce_lake.platform.schema_meta import struct_type
+from ecommerce_lake.schemas import raw as raw_schemas
+
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+-]*$")
+
+
+@dataclass
+class BatchPlan:
+    batch_id: str
+    headers: dict[str, list[str]] = field(default_factory=dict)  # filename -> header (as written)
+    ignored_files: list[str] = field(default_factory=list)
+    reason: str | None = None  # set when the whole batch is rejected
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class IngestPlan:
+    new: list[BatchPlan]
+    incomplete: list[str]
+    already_ingested: int
+
+    @property
+    def accepted(self) -> list[BatchPlan]:
+        return [b for b in self.new if b.accepted]
+
+    @property
+    def rejected(self) -> list[BatchPlan]:
+        return [b for b in self.new if not b.accepted]
+
+
+def check_batch(landing: LandingResource, batch: Batch) -> BatchPlan:
+    """Validate one complete batch's file names and headers against the contract."""
+    plan = BatchPlan(batch.batch_id)
+    if not BATCH_ID_RE.match(batch.batch_id):
+        plan.reason = f"batch id {batch.batch_id!r} has characters outside [A-Za-z0-9._:=+-]"
+        return plan
+    problems: list[str] = []
+    for name in batch.files:
+        spec = BY_FILENAME.get(name.lower())
+        if spec is None:
+            plan.ignored_files.append(name)
+            continue
+        header = landing.read_header(batch.batch_id, name)
+        if not header or all(h == "" for h in header):
+            problems.append(f"{name}: empty file (no header row)")
+            continue
+        lowered = [h.lower() for h in header]
+        dups = sorted({h for h in lowered if lowered.count(h) > 1})
+        if dups:
+            problems.append(f"{name}: duplicate column name(s) {', '.join(dups)}")
+        missing = [c for c in spec.required if c not in lowered]
+        if missing:
+            problems.append(f"{name}: lacks required column(s) {', '.join(missing)}")
+        plan.headers[name] = header
+    if not plan.headers and not problems:
+        problems.append("holds none of the contract files (" + ", ".join(f.filename for f in LANDING_FILES) + ")")
+    if problems:
+        plan.reason = "; ".join(problems)
+    return plan
+
+
+def plan_ingest(landing: LandingResource, seen: set[str]) -> IngestPlan:
+    new: list[BatchPlan] = []
+    incomplete: list[str] = []
+    already = 0
+    for batch in landing.list_batches():
+        if batch.batch_id in seen:
+            already += 1
+        elif not batch.complete:
+            incomplete.append(batch.batch_id)
+        else:
+            new.append(check_batch(landing, batch))
+    return IngestPlan(new, incomplete, already)
+
+
+def raw_schema(spec: LandingFile) -> T.StructType:
+    return struct_type(raw_schemas.TABLES[spec.name])
+
+
+def read_raw(
+    spark: SparkSession,
+    landing: LandingResource,
+    spec: LandingFile,
+    batches: Iterable[BatchPlan],
+    ingested_at: dt.datetime,
+) -> DataFrame:
+    """All rows of ``spec``'s file in the given (accepted) batches, in the raw schema."""
+    groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for plan in batches:
+        for name, header in plan.headers.items():
+            if name.lower() == spec.filename:
+                groups[tuple(header)].append(landing.spark_path(plan.batch_id, name))
+    parts: list[DataFrame] = []
+    for header, paths in groups.items():
+        read_schema = T.StructType(
+            [T.StructField(f"c{i}", T.StringType(), True) for i in range(len(header))]
+            + [T.StructField(CORRUPT_COLUMN, T.StringType(), True)]
+        )
+        df = (
+            spark.read.schema(read_schema)
+            .options(
+                header=True,
+                multiLine=True,  # RFC 4180 quoted newlines; also keeps each file in one split, in order
+                quote='"',
+                escape='"',
+                mode="PERMISSIVE",
+                columnNameOfCorruptRecord=CORRUPT_COLUMN,
+                encoding="UTF-8",
+            )
+            .csv(paths)
+            .withColumn("__path", F.col("_metadata.file_path"))
+            .withColumn("__seq", F.monotonically_increasing_id())
+        )
+        position = {h.strip().lower(): i for i, h in enumerate(header)}
+        known = [
+            (F.col(f"c{position[c]}") if c in position else F.lit(None).cast("string")).alias(c)
+            for c in spec.columns
+        ]
+        extras = [(h.strip(), i) for i, h in enumerate(header) if h.strip().lower() not in spec.columns]
+        if extras:
+            extra = F.create_map(*[x for name, i in extras for x in (F.lit(name), F.col(f"c{i}"))])
+        else:
+            extra = F.lit(None).cast(T.MapType(T.StringType(), T.StringType()))
+        parts.append(df.select(*known, extra.alias(EXTRA_COLUMN), CORRUPT_COLUMN, "__path", "__seq"))
+    if not parts:
+        return spark.createDataFrame([], raw_schema(spec))
+    df = parts[0]
+    for part in parts[1:]:
+        df = df.unionByName(part)
+    df = df.withColumn("_source_file", F.regexp_extract("__path", r"([^/]+/[^/]+)$", 1))
+    df = df.withColumn("_batch_id", F.regexp_extract("__path", r"([^/]+)/[^/]+$", 1))
+    window = Window.partitionBy("_source_file").orderBy("__seq")
+    df = df.withColumn("_row_number", F.row_number().over(window).cast("int"))
+    df = df.withColumn("_ingested_at", F.lit(ingested_at).cast("timestamp"))
+    return df.select(*[F.col(f.name).cast(f.dataType) for f in raw_schema(spec).fields])
+
+
+def batch_log(
+    spark: SparkSession,
+    plans: list[BatchPlan],
+    file_rows: dict[str, dict[str, int]],
+    ingested_at: dt.datetime,
+    run_id: str | None,
+) -> DataFrame:
+    rows = []
+    for p in plans:
+        counts = file_rows.get(p.batch_id, {}) if p.accepted else None
+        if counts is not None:
+            counts = {name: int(counts.get(name, 0)) for name in p.headers}
+        rows.append(
+            (
+                p.batch_id,
+                "accepted" if p.accepted else "rejected",
+                p.reason,
+                sorted(p.headers),
+                sorted(p.ignored_files),
+                counts,
+                sum(counts.values()) if counts is not None else None,
+                ingested_at,
+                run_id,
+            )
+        )
+    return spark.createDataFrame(rows, struct_type(raw_schemas.batch_log))

@@ -1,0 +1,411 @@
+"""Raw -> refined: parse, apply the row rules, keep the winning version of each key, conform.
+
+Each landing table has a ``parse_<table>`` function giving typed columns plus ``_rules`` (the row rules the
+row breaks, in :data:`~ecommerce_lake.contract.REJECT_RULES` order) and ``_reject_detail``. Rows that break
+no rule are deduplicated by the contract's version rules; the others become :func:`rejects`. The same parse
+functions feed both sides, so every raw row is either kept, collapsed as a duplicate/older version of a kept
+row, or rejected – the invariant checked by the ``rows_accounted`` asset checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import chain
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ecommerce_lake.contract import (
+    BY_NAME,
+    CHANNELS,
+    CORRUPT_COLUMN,
+    CUSTOMERS,
+    EXTRA_COLUMN,
+    ORDER_ITEMS,
+    ORDER_STATUSES,
+    ORDERS,
+    PAYMENT_METHODS,
+    PAYMENTS,
+    PRODUCTS,
+    REJECT_RULES,
+    UNKNOWN,
+    LandingFile,
+)
+from ecommerce_lake.logic import counties as county_logic
+from ecommerce_lake.logic import pii
+from ecommerce_lake.logic.parsing import (
+    clean,
+    is_number,
+    nairobi_date,
+    normalise_enum,
+    parse_amount,
+    parse_date,
+    parse_int,
+    parse_timestamp,
+    present,
+)
+from ecommerce_lake.platform.schema_meta import conform
+from ecommerce_lake.schemas import raw as raw_schemas
+from ecommerce_lake.schemas import refined as schemas
+
+LINEAGE = ("_batch_id", "_source_file", "_row_number", "_ingested_at")
+REDACTED = "[redacted]"
+
+CHANNEL_ALIASES = {"web": "web", "website": "web", "online": "web", "app": "app", "mobileapp": "app",
+                   "android": "app", "ios": "app", "ussd": "ussd", "whatsapp": "whatsapp", "wa": "whatsapp"}
+PAYMENT_ALIASES = {"mpesa": "mpesa", "lipanampesa": "mpesa", "airtelmoney": "airtel_money",
+                   "airtel": "airtel_money", "card": "card", "creditcard": "card", "debitcard": "card",
+                   "visa": "card", "mastercard": "card", "cashondelivery": "cash_on_delivery",
+                   "cod": "cash_on_delivery", "cash": "cash_on_delivery"}
+assert set(CHANNEL_ALIASES.values()) == set(CHANNELS)
+assert set(PAYMENT_ALIASES.values()) == set(PAYMENT_METHODS)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    failed: Column
+    detail: Column
+
+
+def _shown(name: str) -> Column:
+    """``name='value'`` for messages (the value as it arrived)."""
+    return F.concat(F.lit(f"{name}="), F.coalesce(F.concat(F.lit("'"), F.col(name), F.lit("'")), F.lit("empty")))
+
+
+def _msg(name: str, text: str) -> Column:
+    return F.concat(_shown(name), F.lit(" " + text))
+
+
+def _base_rules(spec: LandingFile) -> list[Rule]:
+    missing_any = F.lit(False)
+    for c in spec.required:
+        missing_any = missing_any | ~present(c)
+    missing = [F.when(~present(c), F.lit(c)) for c in spec.required]
+    return [
+        Rule("malformed_row", F.col(CORRUPT_COLUMN).isNotNull(),
+             F.lit("the row's field count differs from the header")),
+        Rule("missing_required_value", missing_any,
+             F.concat(F.lit("required value missing: "), F.concat_ws(", ", *missing))),
+    ]
+
+
+def _apply(df: DataFrame, typed: Mapping[str, Column], rules: list[Rule]) -> DataFrame:
+    order = list(REJECT_RULES)
+    rules = sorted(rules, key=lambda r: order.index(r.name))
+    failed = F.filter(F.array(*[F.when(r.failed, F.lit(r.name)) for r in rules]), lambda x: x.isNotNull())
+    detail = F.concat_ws("; ", *[F.when(r.failed, r.detail) for r in rules])
+    return df.select(
+        "*",
+        *[c.alias(f"__t_{n}") for n, c in typed.items()],
+        F.array_distinct(failed).alias("_rules"),
+        detail.alias("_reject_detail"),
+    )
+
+
+def _typed(df: DataFrame, names: list[str]) -> DataFrame:
+    """Replace raw string columns by their typed versions (``__t_<name>``), keep lineage and rule columns
+    (and any ``__carry_*`` column a caller passed through)."""
+    carried = [c for c in df.columns if c.startswith("__carry_")]
+    return df.select(
+        *[F.col(f"__t_{n}").alias(n) for n in names],
+        *LINEAGE,
+        "_rules",
+        "_reject_detail",
+        "__content",
+        *carried,
+    )
+
+
+def _content_hash(spec: LandingFile) -> Column:
+    """Identity of a row's contract values, to count exact duplicates."""
+    return F.sha2(F.to_json(F.struct(*[clean(c).alias(c) for c in spec.columns])), 256)
+
+
+# ---- parsing, one function per landing table -----------------------------------------------------
+def parse_customers(raw: DataFrame) -> DataFrame:
+    updated = parse_timestamp("updated_at")
+    signup = parse_date("signup_date")
+    typed = {
+        "customer_id": clean("customer_id"),
+        "full_name": clean("full_name"),
+        "email": clean("email"),
+        "phone": clean("phone"),
+        "county": clean("county"),
+        "signup_date": signup.value,
+        "updated_at": updated.value,
+    }
+    rules = _base_rules(CUSTOMERS) + [
+        Rule("unparseable_timestamp", updated.invalid, _msg("updated_at", "is not an ISO-8601 timestamp")),
+        Rule("unparseable_date", signup.invalid, _msg("signup_date", "is not a YYYY-MM-DD date")),
+    ]
+    return _typed(_apply(raw.withColumn("__content", _content_hash(CUSTOMERS)), typed, rules), list(typed))
+
+
+def parse_products(raw: DataFrame) -> DataFrame:
+    updated = parse_timestamp("updated_at")
+    price = parse_amount("list_price_kes")
+    cost = parse_amount("unit_cost_kes")
+    typed = {
+        "product_id": clean("product_id"),
+        "product_name": clean("product_name"),
+        "category": F.initcap(F.lower(clean("category"))),
+        "brand": clean("brand"),
+        "unit_cost_kes": cost.value,
+        "list_price_kes": price.value,
+        "updated_at": updated.value,
+    }
+    rules = _base_rules(PRODUCTS) + [
+        Rule("unparseable_number", price.invalid | cost.invalid,
+             F.concat_ws("; ", F.when(price.invalid, _msg("list_price_kes", "is not a KES amount")),
+                         F.when(cost.invalid, _msg("unit_cost_kes", "is not a KES amount")))),
+        Rule("negative_amount", F.coalesce(price.value < 0, F.lit(False)) | F.coalesce(cost.value < 0, F.lit(False)),
+             F.lit("list_price_kes or unit_cost_kes is negative")),
+        Rule("unparseable_timestamp", updated.invalid, _msg("updated_at", "is not an ISO-8601 timestamp")),
+    ]
+    return _typed(_apply(raw.withColumn("__content", _content_hash(PRODUCTS)), typed, rules), list(typed))
+
+
+def _enum(col: str, aliases: dict[str, str]) -> Column:
+    key = F.regexp_replace(F.lower(clean(col)), "[^a-z0-9]", "")
+    mapping = F.create_map(*[F.lit(x) for x in chain.from_iterable(aliases.items())])
+    return F.coalesce(F.element_at(mapping, key), F.lit(UNKNOWN))
+
+
+def parse_orders(raw: DataFrame) -> DataFrame:
+    order_ts = parse_timestamp("order_ts")
+    updated = parse_timestamp("updated_at")
+    fee = parse_amount("shipping_fee_kes")
+    status = normalise_enum("status")
+    typed = {
+        "order_id": clean("order_id"),
+        "customer_id": clean("customer_id"),
+        "order_ts": order_ts.value,
+        "status": status,
+        "channel": _enum("channel", CHANNEL_ALIASES),
+        "payment_method": _enum("payment_method", PAYMENT_ALIASES),
+        "shipping_fee_kes": fee.value,
+        "delivery_county": clean("delivery_county"),
+        "updated_at": updated.value,
+    }
+    rules = _base_rules(ORDERS) + [
+        Rule("unparseable_number", fee.invalid, _msg("shipping_fee_kes", "is not a KES amount")),
+        Rule("unparseable_timestamp", order_ts.invalid | updated.invalid,
+             F.concat_ws("; ", F.when(order_ts.invalid, _msg("order_ts", "is not an ISO-8601 timestamp")),
+                         F.when(updated.invalid, _msg("updated_at", "is not an ISO-8601 timestamp")))),
+        Rule("negative_amount", F.coalesce(fee.value < 0, F.lit(False)), _msg("shipping_fee_kes", "is negative")),
+        Rule("unknown_status", status.isNotNull() & ~status.isin(*ORDER_STATUSES),
+             _msg("status", "is not one of " + ", ".join(ORDER_STATUSES))),
+        Rule("future_order_timestamp", F.coalesce(order_ts.value > F.col("_ingested_at"), F.lit(False)),
+             F.concat(_shown("order_ts"), F.lit(" is after the ingestion time "),
+                      F.date_format("_ingested_at", "yyyy-MM-dd'T'HH:mm:ss'Z'"))),
+    ]
+    return _typed(_apply(raw.withColumn("__content", _content_hash(ORDERS)), typed, rules), list(typed))
+
+
+def parse_order_items(raw: DataFrame) -> DataFrame:
+    line = parse_int("line_number")
+    qty = parse_int("quantity")
+    price = parse_amount("unit_price_kes")
+    disc = parse_amount("discount_kes")
+    discount = F.when(~present("discount_kes"), F.lit(0).cast(T.DecimalType(18, 2))).otherwise(disc.value)
+    qty_not_number = present("quantity") & ~is_number("quantity")
+    qty_bad = present("quantity") & is_number("quantity") & (qty.invalid | F.coalesce(qty.value < 1, F.lit(True)))
+    line_bad = present("line_number") & (line.invalid | F.coalesce(line.value < 1, F.lit(True)))
+    line_amount = qty.value.cast("decimal(28,2)") * price.value
+    typed = {
+        "order_id": clean("order_id"),
+        "line_number": line.value,
+        "product_id": clean("product_id"),
+        "quantity": qty.value,
+        "unit_price_kes": price.value,
+        "discount_kes": discount,
+    }
+    rules = _base_rules(ORDER_ITEMS) + [
+        Rule("unparseable_number", line_bad | qty_not_number | price.invalid | disc.invalid,
+             F.concat_ws("; ",
+                         F.when(line_bad, _msg("line_number", "is not a positive integer")),
+                         F.when(qty_not_number, _msg("quantity", "is not a number")),
+                         F.when(price.invalid, _msg("unit_price_kes", "is not a KES amount")),
+                         F.when(disc.invalid, _msg("discount_kes", "is not a KES amount")))),
+        Rule("quantity_not_positive_integer", qty_bad, _msg("quantity", "is not a positive integer")),
+        Rule("negative_amount", F.coalesce(price.value < 0, F.lit(False)) | F.coalesce(disc.value < 0, F.lit(False)),
+             F.concat_ws("; ", F.when(price.value < 0, _msg("unit_price_kes", "is negative")),
+                         F.when(disc.value < 0, _msg("discount_kes", "is negative")))),
+        Rule("discount_above_line_amount", F.coalesce(discount > line_amount, F.lit(False)),
+             F.concat(_shown("discount_kes"), F.lit(" exceeds quantity x unit_price_kes = "),
+                      line_amount.cast("string"))),
+    ]
+    return _typed(_apply(raw.withColumn("__content", _content_hash(ORDER_ITEMS)), typed, rules), list(typed))
+
+
+def parse_payments(raw: DataFrame) -> DataFrame:
+    amount = parse_amount("amount_kes")
+    paid = parse_timestamp("paid_ts")
+    typed = {
+        "payment_id": clean("payment_id"),
+        "order_id": clean("order_id"),
+        "method": _enum("method", PAYMENT_ALIASES),
+        "amount_kes": amount.value,
+        "paid_ts": paid.value,
+        "status": F.lower(clean("status")),
+        "mpesa_receipt": clean("mpesa_receipt"),
+    }
+    rules = _base_rules(PAYMENTS) + [
+        Rule("unparseable_number", amount.invalid, _msg("amount_kes", "is not a KES amount")),
+        Rule("unparseable_timestamp", paid.invalid, _msg("paid_ts", "is not an ISO-8601 timestamp")),
+    ]
+    return _typed(_apply(raw.withColumn("__content", _content_hash(PAYMENTS)), typed, rules), list(typed))
+
+
+PARSERS: dict[str, Callable[[DataFrame], DataFrame]] = {
+    "customers": parse_customers,
+    "products": parse_products,
+    "orders": parse_orders,
+    "order_items": parse_order_items,
+    "payments": parse_payments,
+}
+
+
+def valid(parsed: DataFrame) -> DataFrame:
+    return parsed.where(F.size("_rules") == 0)
+
+
+def keep_latest(valid_rows: DataFrame, spec: LandingFile) -> DataFrame:
+    """The winning version per key: latest updated_at (if the table has it), then later batch, then later row."""
+    order = [F.col("updated_at").desc()] if spec.version_rule == "updated_at" else []
+    order += [F.col("_batch_id").desc(), F.col("_row_number").desc()]
+    window = Window.partitionBy(*spec.key).orderBy(*order)
+    return valid_rows.withColumn("__rank", F.row_number().over(window)).where("__rank = 1").drop("__rank")
+
+
+# ---- refined tables --------------------------------------------------------------------------------
+def refine_customers(raw: DataFrame, pseudonym_key: bytes) -> DataFrame:
+    spark = raw.sparkSession
+    latest = keep_latest(valid(parse_customers(raw)), CUSTOMERS)
+    resolved = county_logic.resolve_county(latest, "county", "county", spark)
+    resolved = resolved.withColumn("county_code", F.coalesce("county_code", F.lit(county_logic.UNKNOWN)))
+    named = county_logic.attach_county_names(resolved, "county_code", spark)
+    out = named.select(
+        "customer_id",
+        pii.pseudonym(F.col("customer_id"), pseudonym_key, "customer").alias("customer_pseudonym"),
+        pii.email_domain(F.col("email")).alias("email_domain"),
+        pii.pseudonym(pii.e164_kenya(F.col("phone")), pseudonym_key, "phone").alias("phone_hash"),
+        F.col("county").alias("county_text"),
+        "county_code",
+        "county_name",
+        "former_province",
+        "signup_date",
+        "updated_at",
+        *LINEAGE[:3],
+    )
+    return conform(out, schemas.customers)
+
+
+def refine_products(raw: DataFrame) -> DataFrame:
+    return conform(keep_latest(valid(parse_products(raw)), PRODUCTS), schemas.products)
+
+
+def refine_orders(raw: DataFrame, customers: DataFrame, pseudonym_key: bytes) -> DataFrame:
+    spark = raw.sparkSession
+    latest = keep_latest(valid(parse_orders(raw)), ORDERS)
+    resolved = county_logic.resolve_county(latest, "delivery_county", "delivery", spark)
+    customer_county = customers.select(
+        "customer_id", F.col("county_code").alias("__customer_code")
+    )
+    joined = resolved.join(customer_county, "customer_id", "left")
+    code = (
+        F.when(F.col("delivery_code").isNotNull(), F.col("delivery_code"))
+        .when(F.coalesce(F.col("__customer_code"), F.lit(0)) != 0, F.col("__customer_code"))
+        .otherwise(F.lit(county_logic.UNKNOWN))
+    )
+    source = (
+        F.when(F.col("delivery_code").isNotNull(), F.lit("delivery"))
+        .when(F.coalesce(F.col("__customer_code"), F.lit(0)) != 0, F.lit("customer"))
+        .otherwise(F.lit("unknown"))
+    )
+    with_county = joined.withColumn("county_code", code).withColumn("county_source", source)
+    named = county_logic.attach_county_names(with_county, "county_code", spark)
+    out = named.select(
+        "order_id",
+        "customer_id",
+        pii.pseudonym(F.col("customer_id"), pseudonym_key, "customer").alias("customer_pseudonym"),
+        "order_ts",
+        nairobi_date(F.col("order_ts")).alias("order_date"),
+        "status",
+        "channel",
+        "payment_method",
+        "shipping_fee_kes",
+        F.col("delivery_county").alias("delivery_county_text"),
+        "county_code",
+        "county_name",
+        "former_province",
+        "county_source",
+        "updated_at",
+        *LINEAGE[:3],
+    )
+    return conform(out, schemas.orders)
+
+
+def refine_order_items(raw: DataFrame) -> DataFrame:
+    return conform(keep_latest(valid(parse_order_items(raw)), ORDER_ITEMS), schemas.order_items)
+
+
+def refine_payments(raw: DataFrame) -> DataFrame:
+    return conform(keep_latest(valid(parse_payments(raw)), PAYMENTS), schemas.payments)
+
+
+def counties_table(spark) -> DataFrame:
+    return conform(county_logic.counties_df(spark), schemas.counties)
+
+
+# ---- rejects ---------------------------------------------------------------------------------------
+def _original_values(spec: LandingFile) -> Column:
+    pii_columns = set(raw_schemas.PII_COLUMNS.get(spec.name, ()))
+    pairs = []
+    for c in spec.columns:
+        value = F.when(F.col(c).isNotNull(), F.lit(REDACTED)) if c in pii_columns else F.col(c)
+        pairs += [F.lit(c), value.cast("string")]
+    values = F.create_map(*pairs)
+    if pii_columns:  # unknown columns and broken records may hold personal data: keep only that they existed
+        corrupt = F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit(REDACTED))
+        extra = F.transform_values(F.coalesce(F.col(EXTRA_COLUMN), F.create_map().cast("map<string,string>")),
+                                   lambda k, v: F.lit(REDACTED))
+    else:
+        corrupt = F.col(CORRUPT_COLUMN)
+        extra = F.coalesce(F.col(EXTRA_COLUMN), F.create_map().cast("map<string,string>"))
+    values = F.map_concat(values, extra)
+    values = F.when(corrupt.isNotNull(), F.map_concat(values, F.create_map(F.lit(CORRUPT_COLUMN), corrupt))).otherwise(values)
+    return F.map_filter(values, lambda k, v: v.isNotNull())
+
+
+def rejects_of(raw: DataFrame, table: str) -> DataFrame:
+    """Rows of one raw table that break a row rule, in the refined.rejects shape."""
+    spec = BY_NAME[table]
+    carried = raw.withColumn("__carry_values", _original_values(spec)).withColumn(
+        "__carry_key", F.concat_ws("|", *[F.coalesce(clean(c), F.lit("")) for c in spec.key])
+    )
+    parsed = PARSERS[table](carried)
+    bad = parsed.where(F.size("_rules") > 0)
+    return bad.select(
+        F.lit(table).alias("table"),
+        F.col("_rules")[0].alias("rule"),
+        F.col("_rules").alias("rules"),
+        F.col("_reject_detail").alias("detail"),
+        F.col("_batch_id").alias("batch_id"),
+        F.col("_source_file").alias("source_file"),
+        F.col("_row_number").alias("row_number"),
+        F.col("__carry_key").alias("record_key"),
+        F.col("__carry_values").alias("original_values"),
+        F.col("_ingested_at").alias("ingested_at"),
+    )
+
+
+def rejects(raw_tables: Mapping[str, DataFrame]) -> DataFrame:
+    parts = [rejects_of(df, table) for table, df in raw_tables.items()]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return conform(out, schemas.rejects)

@@ -1,0 +1,203 @@
+"""Typed Delta IO manager for PySpark DataFrames.
+
+Asset definition metadata it understands (all optional):
+
+``partition_expr``  SQL expression (usually a column) holding the partition value of a row. Required for
+                    partitioned assets; the IO manager builds Delta ``replaceWhere`` from it so a run rewrites
+                    only its own partition(s) – a single partition or a backfill range in one run.
+``partition_by``    list of columns for physical Delta partitioning (``partitionBy``).
+``zorder_by``       list of columns to Z-order the written files by (Delta ``OPTIMIZE ... ZORDER BY``).
+``replace_key``     column for append-style assets: the write replaces only rows whose ``replace_key`` value
+                    occurs in the output (e.g. ``_batch_id`` for raw tables: re-ingesting a batch is a no-op
+                    change, other batches are untouched).
+
+Input metadata (``AssetIn(metadata={"columns": [...]})``) selects columns on load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from ecommerce_lake.platform.lake import LakeError, LakeResource, WriteResult, catalog_name
+from ecommerce_lake.platform.schema_meta import dataframe_table_schema
+
+
+def _is_spark_dataframe(obj: Any) -> bool:
+    from pyspark.sql import DataFrame
+
+    return isinstance(obj, DataFrame)
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def partition_predicate(
+    partition_expr: str,
+    partitions_def: dg.PartitionsDefinition | None,
+    time_window: dg.TimeWindow | None,
+    partition_keys: Sequence[str],
+) -> str:
+    """The SQL predicate selecting exactly the given partition(s) of ``partition_expr``."""
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) and time_window is not None:
+        fmt = "%Y-%m-%d" if partitions_def.fmt == "%Y-%m-%d" else "%Y-%m-%d %H:%M:%S"
+        start = time_window.start.strftime(fmt)
+        end = time_window.end.strftime(fmt)
+        return f"({partition_expr} >= {_sql_literal(start)} AND {partition_expr} < {_sql_literal(end)})"
+    if not partition_keys:
+        raise LakeError("no partition keys to build a predicate from")
+    keys = ", ".join(_sql_literal(k) for k in sorted(partition_keys))
+    return f"({partition_expr} IN ({keys}))"
+
+
+class DeltaIOManager(dg.ConfigurableIOManager):
+    """Stores PySpark DataFrames as Delta tables at ``<lake_root>/<layer>/<table>``."""
+
+    lake: LakeResource
+
+    # ---- output -------------------------------------------------------------------------------
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        asset_key = context.asset_key
+        name = asset_key.to_user_string()
+        if not _is_spark_dataframe(obj):
+            raise dg.DagsterTypeCheckDidNotPass(
+                f"asset {name!r} returned {type(obj).__module__}.{type(obj).__qualname__}; the Delta IO manager "
+                "stores only pyspark.sql.DataFrame outputs"
+            )
+        meta = context.definition_metadata or {}
+        partition_expr = meta.get("partition_expr")
+        partition_by = list(meta.get("partition_by") or [])
+        zorder_by = list(meta.get("zorder_by") or [])
+        replace_key = meta.get("replace_key")
+
+        replace_where: str | None = None
+        partitions_written: list[str] = []
+        if context.has_asset_partitions:
+            if not partition_expr:
+                raise LakeError(
+                    f"asset {name!r} is partitioned but has no 'partition_expr' metadata; refusing to overwrite "
+                    "the whole table for a partitioned run"
+                )
+            time_window = None
+            if isinstance(context.asset_partitions_def, dg.TimeWindowPartitionsDefinition):
+                time_window = context.asset_partitions_time_window
+            partitions_written = list(context.asset_partition_keys)
+            replace_where = partition_predicate(
+                partition_expr, context.asset_partitions_def, time_window, partitions_written
+            )
+        elif replace_key:
+            values = _runtime_value(context, "lake/replace_values")
+            if values is None:  # not announced by the asset: find them (one extra pass over the output)
+                values = [r[0] for r in obj.select(replace_key).distinct().collect() if r[0] is not None]
+            values = sorted(str(v) for v in values)
+            if not values:
+                context.log.info(f"{name}: nothing new to write (no {replace_key} values); table unchanged")
+                self._record_unchanged(context)
+                return
+            replace_where = partition_predicate(replace_key, None, None, values)
+            partitions_written = values
+
+        result = self.lake.write(
+            obj,
+            asset_key,
+            replace_where=replace_where,
+            partition_by=partition_by,
+            zorder_by=zorder_by,
+            commit_info={"run_id": context.run_id, "asset": name, "partitions": len(partitions_written)},
+        )
+        context.log.info(
+            f"{name}: wrote {result.rows} rows in {result.files} files to {result.uri} "
+            f"(Delta version {result.version}, {result.seconds:.1f} s"
+            + (f", replaceWhere {replace_where}" if replace_where else ", full overwrite")
+            + ")"
+        )
+        context.add_output_metadata(self._metadata(context, obj, result, partitions_written))
+
+    def _metadata(
+        self, context: dg.OutputContext, obj, result: WriteResult, partitions_written: list[str]
+    ) -> dict[str, Any]:
+        declared = (context.definition_metadata or {}).get("dagster/column_schema")
+        md: dict[str, Any] = {
+            "dagster/row_count": dg.MetadataValue.int(result.rows or 0),
+            "dagster/column_schema": dataframe_table_schema(obj.schema, declared),
+            "dagster/table_name": result.table_name,
+            "dagster/uri": dg.MetadataValue.path(result.uri),
+            "delta/version": dg.MetadataValue.int(result.version),
+            "delta/operation": result.operation,
+            "lake/files_written": dg.MetadataValue.int(result.files or 0),
+            "lake/bytes_written": dg.MetadataValue.int(result.bytes or 0),
+            "lake/write_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+            "lake/schema_changed": dg.MetadataValue.bool(result.schema_changed),
+        }
+        if result.replace_where:
+            md["lake/replace_where"] = result.replace_where
+        if partitions_written:
+            shown = partitions_written if len(partitions_written) <= 50 else [
+                partitions_written[0], "...", partitions_written[-1]]
+            md["lake/partitions_written"] = dg.MetadataValue.json(
+                {"count": len(partitions_written), "keys": shown}
+            )
+        if result.previous_version is not None:
+            md["delta/previous_version"] = dg.MetadataValue.int(result.previous_version)
+        if result.previous_rows is not None:
+            md["lake/previous_row_count"] = dg.MetadataValue.int(result.previous_rows)
+        return md
+
+    def _record_unchanged(self, context: dg.OutputContext) -> None:
+        version = self.lake.current_version(context.asset_key)
+        md: dict[str, Any] = {
+            "dagster/table_name": catalog_name(context.asset_key),
+            "dagster/uri": dg.MetadataValue.path(self.lake.table_uri(context.asset_key)),
+            "lake/unchanged": True,
+        }
+        if version is not None:
+            md["delta/version"] = dg.MetadataValue.int(version)
+            self.lake.register(context.asset_key)
+        context.add_output_metadata(md)
+
+    # ---- input --------------------------------------------------------------------------------
+    def load_input(self, context: dg.InputContext):
+        asset_key = context.asset_key
+        name = asset_key.to_user_string()
+        typing_type = getattr(context.dagster_type, "typing_type", Any)
+        if typing_type not in (Any, object) and not _is_dataframe_type(typing_type):
+            consumer = context.op_def.name if context.op_def else "?"
+            raise dg.DagsterTypeCheckDidNotPass(
+                f"input {context.name!r} of {consumer!r} (asset {name!r}) is annotated as {typing_type!r}; the "
+                "Delta IO manager loads only pyspark.sql.DataFrame inputs"
+            )
+        meta = context.definition_metadata or {}
+        columns = meta.get("columns")
+        where = None
+        upstream_meta = (context.upstream_output.definition_metadata or {}) if context.upstream_output else {}
+        partition_expr = upstream_meta.get("partition_expr")
+        if context.has_asset_partitions and partition_expr:
+            time_window = None
+            if isinstance(context.asset_partitions_def, dg.TimeWindowPartitionsDefinition):
+                time_window = context.asset_partitions_time_window
+            where = partition_predicate(
+                partition_expr, context.asset_partitions_def, time_window, list(context.asset_partition_keys)
+            )
+        df = self.lake.read(asset_key, columns=columns, where=where)
+        context.log.debug(f"loaded {name} from {self.lake.table_uri(asset_key)}" + (f" where {where}" if where else ""))
+        return df
+
+
+def _runtime_value(context: dg.OutputContext, key: str):
+    """A metadata value the asset attached to its Output (e.g. ``lake/replace_values``), unwrapped."""
+    value = (context.output_metadata or {}).get(key)
+    if value is None:
+        return None
+    return getattr(value, "value", value)
+
+
+def _is_dataframe_type(tp) -> bool:
+    from pyspark.sql import DataFrame
+
+    try:
+        return isinstance(tp, type) and issubclass(tp, DataFrame)
+    except TypeError:
+        return False

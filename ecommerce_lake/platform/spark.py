@@ -1,0 +1,171 @@
+"""The Spark resource: one SparkSession per process, shared by every asset and check of a run.
+
+Dagster runs every step of our jobs in the run's own process (the in-process executor, see
+``ecommerce_lake.definitions``), so the JVM starts once per run, not once per asset.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from pydantic import Field
+
+from ecommerce_lake.platform.jars import resolve_jars
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_SESSION: SparkSession | None = None
+_FINGERPRINT: tuple | None = None
+_STARTUP_SECONDS: float | None = None
+
+
+class SparkResource(dg.ConfigurableResource):
+    """Builds (once per process) a SparkSession configured for Delta Lake and the Hive catalog."""
+
+    master: str = Field(default="local[*]", description="Spark master URL: local[*] or spark://host:port.")
+    app_name: str = "ecommerce_lake"
+    shuffle_partitions: int = Field(default=4, description="spark.sql.shuffle.partitions (AQE coalesces further).")
+    driver_memory: str = "4g"
+    ui_enabled: bool = False
+    warehouse_dir: str = Field(description="Catalog warehouse; lives under the lake root.")
+    metastore_uri: str = Field(default="", description="thrift://host:port of a Hive metastore; empty = embedded.")
+    metastore_dir: str = Field(default="", description="Where the embedded (Derby) metastore keeps its files.")
+    jars_dir: str
+    jar_groups: list[str] = Field(default_factory=lambda: ["delta"])
+    maven_repo: str = "https://repo1.maven.org/maven2"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = False
+    extra_conf: dict[str, str] = Field(default_factory=dict)
+
+    def spark_conf(self) -> dict[str, str]:
+        """The full Spark configuration this resource applies (also used by `ecommerce-lake config`)."""
+        jars = resolve_jars(self.jar_groups, self.jars_dir, self.maven_repo)
+        conf: dict[str, str] = {
+            "spark.master": self.master,
+            "spark.app.name": self.app_name,
+            "spark.jars": ",".join(str(p) for p in jars),
+            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            "spark.sql.catalogImplementation": "hive",
+            "spark.sql.warehouse.dir": self.warehouse_dir,
+            "spark.sql.adaptive.enabled": "true",
+            "spark.sql.adaptive.coalescePartitions.enabled": "true",
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            # Delta rebuilds table state from its log with this many partitions (default 50): size it like
+            # the shuffle, or every read of a small table pays for 50 tasks.
+            "spark.databricks.delta.snapshotPartitions": str(self.shuffle_partitions),
+            "spark.sql.session.timeZone": "UTC",
+            "spark.ui.enabled": str(self.ui_enabled).lower(),
+            "spark.ui.showConsoleProgress": "false",
+            "spark.driver.memory": self.driver_memory,
+            "spark.pyspark.python": sys.executable,
+            "spark.pyspark.driver.python": sys.executable,
+            "spark.databricks.delta.schema.autoMerge.enabled": "false",
+            "spark.databricks.delta.replaceWhere.constraintCheck.enabled": "true",
+            "spark.sql.sources.partitionOverwriteMode": "static",
+        }
+        if self.metastore_uri:
+            conf["spark.hadoop.hive.metastore.uris"] = self.metastore_uri
+        else:
+            metastore_dir = Path(self.metastore_dir).expanduser()
+            metastore_dir.mkdir(parents=True, exist_ok=True)
+            conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+                f"jdbc:derby:;databaseName={metastore_dir / 'metastore_db'};create=true"
+            )
+            conf["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={metastore_dir}"
+        if "s3" in self.jar_groups:
+            conf.update(
+                {
+                    "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+                    "spark.hadoop.fs.s3a.path.style.access": str(self.s3_path_style).lower(),
+                    "spark.hadoop.fs.s3a.endpoint.region": self.s3_region,
+                    # Credentials come from the standard AWS environment variables / instance profile,
+                    # never from this configuration (so they never show in the UI or in logs).
+                    "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                        "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+                    ),
+                    "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
+                }
+            )
+            if self.s3_endpoint:
+                conf["spark.hadoop.fs.s3a.endpoint"] = self.s3_endpoint
+                if self.s3_endpoint.startswith("http://"):
+                    conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "false"
+        conf.update(self.extra_conf)
+        return conf
+
+    def get_session(self) -> SparkSession:
+        """The process's SparkSession, created on first use and reused afterwards."""
+        global _SESSION, _FINGERPRINT, _STARTUP_SECONDS
+        conf = self.spark_conf()
+        fingerprint = tuple(sorted(conf.items()))
+        with _LOCK:
+            if _SESSION is not None and _SESSION_alive(_SESSION):
+                if fingerprint == _FINGERPRINT:
+                    return _SESSION
+                changed = sorted(k for k, v in conf.items() if dict(_FINGERPRINT or ()).get(k) != v)
+                log.warning("Spark configuration changed (%s); restarting the SparkSession", ", ".join(changed))
+                _SESSION.stop()
+                _SESSION = None
+            from dagster_pyspark.resources import spark_session_from_config
+
+            started = time.monotonic()
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            session = spark_session_from_config(conf)
+            session.sparkContext.setLogLevel("WARN")
+            quiet_jvm_loggers(session)
+            _STARTUP_SECONDS = time.monotonic() - started
+            log.info("SparkSession started on %s in %.1f s", self.master, _STARTUP_SECONDS)
+            _SESSION, _FINGERPRINT = session, fingerprint
+            return session
+
+
+def _SESSION_alive(session: SparkSession) -> bool:
+    try:
+        return not session.sparkContext._jsc.sc().isStopped()  # type: ignore[union-attr]
+    except Exception:
+        return False
+
+
+def session_startup_seconds() -> float | None:
+    """Seconds the current process spent starting its SparkSession (None if none was started)."""
+    return _STARTUP_SECONDS
+
+
+def stop_session() -> None:
+    global _SESSION, _FINGERPRINT
+    with _LOCK:
+        if _SESSION is not None:
+            _SESSION.stop()
+        _SESSION, _FINGERPRINT = None, None
+
+
+_QUIET_LOGGERS = (
+    # Expected and harmless in this setup; they would bury the useful lines.
+    "org.apache.spark.sql.catalyst.csv.CSVHeaderChecker",  # we read CSVs by position, with our own names
+    "org.apache.spark.sql.hive.HiveExternalCatalog",  # "no Hive SerDe for delta" on every registration
+    "org.apache.hadoop.hive.metastore.ObjectStore",
+    "org.apache.hadoop.hive.metastore.RetryingHMSHandler",
+    "org.apache.spark.util.SparkStringUtils",
+    "org.apache.hadoop.util.NativeCodeLoader",
+    "org.apache.spark.sql.internal.SharedState",
+)
+
+
+def quiet_jvm_loggers(session: SparkSession) -> None:
+    jvm = session.sparkContext._jvm  # type: ignore[union-attr]
+    level = jvm.org.apache.logging.log4j.Level.ERROR
+    for name in _QUIET_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, level)

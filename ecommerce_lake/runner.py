@@ -1,0 +1,110 @@
+"""Run the lake job in this process against the configured Dagster instance, and report what happened."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from ecommerce_lake.settings import Settings
+
+
+@dataclass
+class RunReport:
+    success: bool
+    run_id: str
+    seconds: float
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    group_seconds: dict[str, float] = field(default_factory=dict)
+    materialized: dict[str, int | None] = field(default_factory=dict)
+    failed_steps: list[str] = field(default_factory=list)
+    failed_blocking_checks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.success and not self.failed_blocking_checks and not self.failed_steps else 1
+
+
+def execute(settings: Settings, selection: str | None = None, instance: dg.DagsterInstance | None = None,
+            tags: dict[str, str] | None = None, log_level: str = "INFO") -> RunReport:
+    from ecommerce_lake.definitions import build_defs
+
+    job_name = "lake_job"
+    defs = build_defs(settings)
+    if selection:
+        job_name = "lake_selection_job"
+        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=selection)]))
+    job = defs.resolve_job_def(job_name)
+    instance = instance or dg.DagsterInstance.get()
+    started = time.monotonic()
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        tags=tags,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    seconds = time.monotonic() - started
+    report = RunReport(success=result.success, run_id=result.run_id, seconds=seconds)
+
+    graph = defs.resolve_asset_graph()
+    group_of_step: dict[str, str] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        group_of_step[node.assets_def.node_def.name] = node.group_name or "default"
+    starts: dict[str, float] = {}
+    for record in instance.all_logs(result.run_id):
+        event = record.dagster_event
+        if event is None or not event.step_key:
+            continue
+        step = event.step_key
+        if event.event_type_value == "STEP_START":
+            starts[step] = record.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and step in starts:
+            report.step_seconds[step] = record.timestamp - starts[step]
+            if event.event_type_value == "STEP_FAILURE":
+                report.failed_steps.append(step)
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            rows = mat.metadata.get("dagster/row_count")
+            report.materialized[mat.asset_key.to_user_string()] = rows.value if rows is not None else None
+    for step, secs in report.step_seconds.items():
+        group = group_of_step.get(step, "checks")
+        report.group_seconds[group] = report.group_seconds.get(group, 0.0) + secs
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        if not evaluation.passed:
+            if evaluation.severity == dg.AssetCheckSeverity.ERROR:
+                report.failed_blocking_checks.append(name)
+            else:
+                report.warnings.append(name)
+    return report
+
+
+def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p("")
+    p(f"run {report.run_id}: {'SUCCESS' if report.exit_code == 0 else 'FAILED'} in {report.seconds:.1f} s")
+    if report.group_seconds:
+        p("time per layer (sum of step times): " + ", ".join(
+            f"{g} {s:.1f} s" for g, s in sorted(report.group_seconds.items())))
+    for key, rows in sorted(report.materialized.items()):
+        p(f"  materialized {key:40} {'' if rows is None else f'{rows:>12,} rows written'}")
+    for step in report.failed_steps:
+        p(f"  FAILED step {step}")
+    for name in report.failed_blocking_checks:
+        p(f"  FAILED blocking check {name}")
+    for name in report.warnings:
+        p(f"  warning: check {name} did not pass")
+    p(f"tables: {settings.lake_root}/<layer>/<table> (Delta); catalog names <layer>.<table>, e.g. "
+      "`ecommerce-lake sql \"select * from curated.county_monthly_kpis limit 10\"`")
+    p("UI: `ecommerce-lake ui` then http://127.0.0.1:3000 (runs, asset graph, checks, lineage)")
+
+
+def run_lake(settings: Settings, selection: str | None = None) -> int:
+    report = execute(settings, selection=selection)
+    print_report(report, settings)
+    return report.exit_code

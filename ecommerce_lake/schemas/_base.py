@@ -1,0 +1,56 @@
+"""Helpers to declare table schemas compactly. Every schema lives in ``ecommerce_lake.schemas``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandera.pyspark as pa
+from pyspark.sql import types as T
+
+STRING = T.StringType()
+INT = T.IntegerType()
+LONG = T.LongType()
+DOUBLE = T.DoubleType()
+DATE = T.DateType()
+TIMESTAMP = T.TimestampType()
+BOOL = T.BooleanType()
+MONEY = T.DecimalType(18, 2)
+STRINGS = T.ArrayType(T.StringType())
+STRING_MAP = T.MapType(T.StringType(), T.StringType())
+LONG_MAP = T.MapType(T.StringType(), T.LongType())
+MONEY_TOTAL = T.DecimalType(20, 2)
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+def column(
+    dtype,
+    description: str,
+    *,
+    nullable: bool = False,
+    checks: Sequence[pa.Check] = (),
+    lineage: Sequence[str] = (),
+    pii: str | None = None,
+) -> pa.Column:
+    metadata: dict = {}
+    if lineage:
+        metadata["lineage"] = list(lineage)
+    if pii:
+        metadata["pii"] = pii
+    return pa.Column(dtype, checks=list(checks), nullable=nullable, description=description,
+                     metadata=metadata or None)
+
+
+def table(name: str, description: str, columns: dict[str, pa.Column], key: Sequence[str] = ()) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(columns, name=name, description=description, unique=list(key) or None)
+
+
+def lineage_columns(source: str) -> dict[str, pa.Column]:
+    """Where the kept version of a row came from (refined tables)."""
+    return {
+        "_batch_id": column(STRING, "Landing batch the kept version of this row arrived in.",
+                            lineage=[f"{source}._batch_id"]),
+        "_source_file": column(STRING, "Landing file (<batch_id>/<file>) of the kept version.",
+                               lineage=[f"{source}._source_file"]),
+        "_row_number": column(INT, "Data row number (1-based) in that file.", checks=[pa.Check.ge(1)],
+                              lineage=[f"{source}._row_number"]),
+    }

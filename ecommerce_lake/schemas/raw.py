@@ -1,0 +1,74 @@
+"""Raw tables: landing rows exactly as they arrived (strings), plus where and when they came from.
+
+Generated from the landing contract (``ecommerce_lake.contract``), so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import pandera.pyspark as pa
+
+from ecommerce_lake.contract import CORRUPT_COLUMN, EXTRA_COLUMN, LANDING_FILES, LandingFile
+from ecommerce_lake.schemas._base import (
+    INT,
+    LONG,
+    LONG_MAP,
+    STRING,
+    STRING_MAP,
+    STRINGS,
+    TIMESTAMP,
+    column,
+    table,
+)
+
+PII_COLUMNS = {"customers": ("full_name", "email", "phone")}
+
+
+def _raw_table(spec: LandingFile) -> pa.DataFrameSchema:
+    columns = {
+        name: column(
+            STRING,
+            ("Required" if name in spec.required else "Optional") + " contract column, as it arrived.",
+            nullable=True,
+            pii="clear" if name in PII_COLUMNS.get(spec.name, ()) else None,
+        )
+        for name in spec.columns
+    }
+    columns[EXTRA_COLUMN] = column(STRING_MAP, "Columns the contract does not know: name -> value.", nullable=True)
+    columns[CORRUPT_COLUMN] = column(STRING, "The raw CSV record when its field count differs from the header.",
+                                     nullable=True)
+    columns["_batch_id"] = column(STRING, "Landing batch id.")
+    columns["_source_file"] = column(STRING, "Landing file: <batch_id>/<file>.")
+    columns["_row_number"] = column(INT, "Data row number (1-based) within the file.", checks=[pa.Check.ge(1)])
+    columns["_ingested_at"] = column(TIMESTAMP, "When the batch was ingested (UTC).")
+    return table(
+        f"raw.{spec.name}",
+        f"Every row of every accepted batch's {spec.filename}, appended by batch. Key columns: "
+        + ", ".join(spec.key) + ".",
+        columns,
+        key=["_source_file", "_row_number"],
+    )
+
+
+TABLES = {spec.name: _raw_table(spec) for spec in LANDING_FILES}
+
+batch_log = table(
+    "raw.batch_log",
+    "Every complete batch seen in the landing zone: accepted or rejected (with the reason), its files and "
+    "row counts. A batch listed here is never ingested again.",
+    {
+        "batch_id": column(STRING, "Batch id (folder name)."),
+        "status": column(STRING, "accepted or rejected.", checks=[pa.Check.isin(["accepted", "rejected"])]),
+        "reason": column(STRING, "Why the batch was rejected.", nullable=True),
+        "files": column(STRINGS, "Contract files in the batch."),
+        "ignored_files": column(STRINGS, "Files the contract does not know (not read)."),
+        "file_rows": column(LONG_MAP, "Data rows per file (accepted batches).",
+                            nullable=True),
+        "rows": column(LONG, "Data rows in the batch (accepted batches).", nullable=True,
+                       checks=[pa.Check.ge(0)]),
+        "ingested_at": column(TIMESTAMP, "When the batch was processed (UTC)."),
+        "run_id": column(STRING, "Dagster run that processed it.", nullable=True),
+    },
+    key=["batch_id"],
+)
+
+ALL = (*TABLES.values(), batch_log)

@@ -1,0 +1,206 @@
+"""An independent computation of the lake's expected results, straight from the landing CSV files.
+
+Written separately from the Spark code under test, in plain Python (csv, decimal, datetime) and pandas, from
+the landing contract as documented in docs/landing-contract.md. Tests compare the lake against it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+
+REQUIRED = {
+    "customers.csv": ["customer_id", "updated_at"],
+    "products.csv": ["product_id", "product_name", "category", "list_price_kes", "updated_at"],
+    "orders.csv": ["order_id", "customer_id", "order_ts", "status", "updated_at"],
+    "order_items.csv": ["order_id", "line_number", "product_id", "quantity", "unit_price_kes"],
+    "payments.csv": ["payment_id", "order_id", "method", "amount_kes", "paid_ts", "status"],
+}
+STATUSES = {"placed", "paid", "shipped", "delivered", "cancelled", "returned"}
+SOLD = {"paid", "shipped", "delivered"}
+NAIROBI = dt.timezone(dt.timedelta(hours=3))
+CENT = Decimal("0.01")
+DATA = Path(__file__).resolve().parents[1] / "ecommerce_lake" / "data"
+
+
+@dataclass
+class Row:
+    batch: str
+    row: int
+    values: dict[str, str]
+    malformed: bool
+
+
+@dataclass
+class Landing:
+    root: Path
+    accepted: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    incomplete: list[str] = field(default_factory=list)
+    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+
+
+def read_landing(root: Path) -> Landing:
+    landing = Landing(root)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not (folder / "_SUCCESS").exists():
+            landing.incomplete.append(folder.name)
+            continue
+        files: dict[str, list[Row]] = {}
+        problem = None
+        for path in sorted(folder.glob("*.csv")):
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                reader = csv.reader(fh)
+                header = [h.strip().lower() for h in next(reader, [])]
+                missing = [c for c in REQUIRED.get(path.name, []) if c not in header]
+                if missing:
+                    problem = f"{path.name} lacks {missing}"
+                rows = []
+                for i, record in enumerate(reader, start=1):
+                    values = {h: (record[j] if j < len(record) else "") for j, h in enumerate(header)}
+                    rows.append(Row(folder.name, i, values, malformed=len(record) != len(header)))
+                files[path.name] = rows
+        if problem:
+            landing.rejected[folder.name] = problem
+            continue
+        landing.accepted.append(folder.name)
+        for name, rows in files.items():
+            landing.rows[name.removesuffix(".csv")].extend(rows)
+    return landing
+
+
+# ---- parsing -----------------------------------------------------------------------------------------------
+def money(text: str) -> Decimal | None:
+    text = text.strip()
+    if not re.fullmatch(r"[+-]?\d+(\.\d{1,2})?", text):
+        return None
+    return Decimal(text)
+
+
+def instant(text: str) -> dt.datetime | None:
+    text = text.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?", text):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=NAIROBI)
+
+
+def day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text.strip()) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else None
+    except ValueError:
+        return None
+
+
+# ---- counties --------------------------------------------------------------------------------------------
+def _key(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    text = re.sub(r"['`]", "", text)
+    words = re.sub(r"[^a-z0-9]+", " ", text).split()
+    if words[:2] in (["county", "of"], ["city", "of"]):
+        words = words[2:]
+    while words and words[-1] in ("county", "city", "town", "municipality"):
+        words = words[:-1]
+    return "".join(words)
+
+
+def county_lookup() -> dict[str, int]:
+    table = {}
+    with (DATA / "kenya_counties.csv").open() as fh:
+        for r in csv.DictReader(fh):
+            table[_key(r["county_name"])] = int(r["county_code"])
+    with (DATA / "county_aliases.csv").open() as fh:
+        for r in csv.DictReader(fh):
+            table[_key(r["alias"])] = int(r["county_code"])
+    return table
+
+
+def county_names() -> dict[int, str]:
+    with (DATA / "kenya_counties.csv").open() as fh:
+        return {int(r["county_code"]): r["county_name"] for r in csv.DictReader(fh)}
+
+
+def resolve(text: str, lookup: dict[str, int]) -> int | None:
+    return lookup.get(_key(text)) if text and text.strip() else None
+
+
+# ---- the expected lake -------------------------------------------------------------------------------------
+def latest(rows: list[tuple], key_index: int = 0) -> dict:
+    """rows of (key, sort_tuple, payload): the payload with the greatest sort tuple per key."""
+    best: dict = {}
+    for key, order, payload in rows:
+        if key not in best or order > best[key][0]:
+            best[key] = (order, payload)
+    return {k: v[1] for k, v in best.items()}
+
+
+def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
+    lookup = county_lookup()
+    names = county_names()
+
+    customers = []
+    for r in landing.rows["customers"]:
+        v = r.values
+        ts = instant(v.get("updated_at", ""))
+        ok = (not r.malformed and v.get("customer_id", "").strip() and ts is not None
+              and (not v.get("signup_date", "").strip() or day(v["signup_date"]) is not None))
+        if ok:
+            customers.append((v["customer_id"].strip(), (ts, r.batch, r.row), v.get("county", "")))
+    customer_county = {k: resolve(c, lookup) for k, c in latest(customers).items()}
+
+    orders = []
+    for r in landing.rows["orders"]:
+        v = r.values
+        ts, upd = instant(v.get("order_ts", "")), instant(v.get("updated_at", ""))
+        status = v.get("status", "").strip().lower()
+        fee = v.get("shipping_fee_kes", "").strip()
+        ok = (not r.malformed and all(v.get(c, "").strip() for c in REQUIRED["orders.csv"])
+              and ts is not None and upd is not None and status in STATUSES and ts <= now
+              and (not fee or (money(fee) is not None and money(fee) >= 0)))
+        if ok:
+            orders.append((v["order_id"].strip(), (upd, r.batch, r.row),
+                           (status, ts, v.get("delivery_county", ""), v["customer_id"].strip(),
+                            v.get("payment_method", "").strip().lower())))
+    current = latest(orders)
+
+    items = []
+    for r in landing.rows["order_items"]:
+        v = r.values
+        if r.malformed or not all(v.get(c, "").strip() for c in REQUIRED["order_items.csv"]):
+            continue
+        line, qty = v["line_number"].strip(), v["quantity"].strip()
+        price = money(v["unit_price_kes"])
+        disc = Decimal("0") if not v.get("discount_kes", "").strip() else money(v["discount_kes"])
+        if not re.fullmatch(r"\d+", line) or int(line) < 1 or not re.fullmatch(r"\d+", qty) or int(qty) < 1:
+            continue
+        if price is None or disc is None or price < 0 or disc < 0 or disc > int(qty) * price:
+            continue
+        items.append(((v["order_id"].strip(), int(line)), (r.batch, r.row),
+                      (v["product_id"].strip(), int(qty), price, disc)))
+    lines = latest(items)
+
+    out = []
+    for (order_id, line), (product, qty, price, disc) in lines.items():
+        order = current.get(order_id)
+        if order is None or order[0] not in SOLD:
+            continue
+        status, ts, delivery, customer, method = order
+        code = resolve(delivery, lookup) or customer_county.get(customer) or 0
+        out.append({
+            "order_id": order_id, "line_number": line, "product_id": product, "quantity": qty,
+            "net_revenue_kes": (qty * price - disc).quantize(CENT),
+            "order_date": ts.astimezone(NAIROBI).date(), "county_code": code,
+            "county_name": names.get(code, "Unknown"),
+        })
+    return pd.DataFrame(out)

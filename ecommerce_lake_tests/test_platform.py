@@ -1,0 +1,272 @@
+"""The platform on real Spark and real Delta tables: the IO manager, the catalog, the Spark resource."""
+
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ecommerce_lake.platform.io_manager import DeltaIOManager
+from ecommerce_lake.platform.lake import LakeResource
+from ecommerce_lake.platform.spark import SparkResource
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-10")
+
+
+@pytest.fixture
+def lake(resources, lake_root) -> LakeResource:
+    return LakeResource(root=lake_root, spark=resources["spark"])
+
+
+@pytest.fixture
+def res(resources, lake) -> dict:
+    return {"io_manager": DeltaIOManager(lake=lake), "lake": lake, "spark": resources["spark"]}
+
+
+def _run(assets, res, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, resources=res, instance=dg.DagsterInstance.ephemeral(), **kwargs)
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    mats = [
+        e.event_specific_data.materialization for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.event_specific_data.materialization.asset_key == key
+    ]
+    assert mats, f"no materialization of {key}"
+    return {k: getattr(v, "value", v) for k, v in mats[-1].metadata.items()}
+
+
+# ---- round trip, overwrite, history ---------------------------------------------------------------------
+def test_round_trip_and_column_selection(res, spark):
+    @dg.asset(key=["sandbox", "numbers"])
+    def numbers(spark: SparkResource) -> DataFrame:
+        return spark.get_session().range(5).withColumn("square", F.col("id") * F.col("id"))
+
+    seen = {}
+
+    @dg.asset(key=["sandbox", "sums"], ins={"numbers": dg.AssetIn(["sandbox", "numbers"])})
+    def sums(numbers: DataFrame) -> DataFrame:
+        seen["columns"] = numbers.columns
+        return numbers.agg(F.sum("square").alias("total"))
+
+    @dg.asset(key=["sandbox", "ids_only"],
+              ins={"numbers": dg.AssetIn(["sandbox", "numbers"], metadata={"columns": ["id"]})})
+    def ids_only(numbers: DataFrame) -> DataFrame:
+        seen["selected"] = numbers.columns
+        return numbers
+
+    result = _run([numbers, sums, ids_only], res)
+    assert result.success
+    assert seen["columns"] == ["id", "square"]
+    assert seen["selected"] == ["id"]
+    total = spark.read.format("delta").load(res["lake"].table_uri(dg.AssetKey(["sandbox", "sums"]))).collect()
+    assert total[0]["total"] == sum(i * i for i in range(5))
+
+
+def test_overwrite_creates_new_version_and_keeps_history(res, spark):
+    state = {"n": 3}
+
+    @dg.asset(key=["sandbox", "counter"])
+    def counter(spark: SparkResource) -> DataFrame:
+        return spark.get_session().range(state["n"])
+
+    assert _run([counter], res).success
+    state["n"] = 7
+    result = _run([counter], res)
+    assert result.success
+    uri = res["lake"].table_uri(dg.AssetKey(["sandbox", "counter"]))
+    history = DeltaTable.forPath(spark, uri).history().select("version", "operation").collect()
+    assert sorted(h["version"] for h in history) == [0, 1]
+    assert spark.read.format("delta").load(uri).count() == 7
+    assert spark.read.format("delta").option("versionAsOf", 0).load(uri).count() == 3
+    md = _metadata(result, dg.AssetKey(["sandbox", "counter"]))
+    assert md["delta/version"] == 1 and md["delta/previous_version"] == 0
+
+
+def test_failed_overwrite_leaves_previous_version_intact(res, spark):
+    state = {"fail": False}
+
+    @dg.asset(key=["sandbox", "fragile"])
+    def fragile(spark: SparkResource) -> DataFrame:
+        df = spark.get_session().range(1000).repartition(4)
+        if state["fail"]:  # fails inside the Spark job, after some tasks have written files
+            df = df.withColumn("boom", F.when(F.col("id") == 999, F.raise_error(F.lit("boom"))).otherwise(1))
+        return df
+
+    assert _run([fragile], res).success
+    state["fail"] = True
+    result = _run([fragile], res, raise_on_error=False)
+    assert not result.success
+    uri = res["lake"].table_uri(dg.AssetKey(["sandbox", "fragile"]))
+    assert DeltaTable.forPath(spark, uri).history().count() == 1
+    df = spark.read.format("delta").load(uri)
+    assert df.columns == ["id"] and df.count() == 1000
+
+
+# ---- partitions ---------------------------------------------------------------------------------------
+def _daily_asset(rows_for):
+    @dg.asset(key=["sandbox", "daily"], partitions_def=DAILY,
+              metadata={"partition_expr": "day", "partition_by": ["day"]},
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def daily(context: dg.AssetExecutionContext, spark: SparkResource) -> DataFrame:
+        window = context.partition_time_window
+        days = []
+        d = window.start.date()
+        while d < window.end.date():
+            days.append(d)
+            d += dt.timedelta(days=1)
+        rows = [r for day in days for r in rows_for(day)]
+        return spark.get_session().createDataFrame(rows, "day date, value int")
+
+    return daily
+
+
+def _files_by_day(spark, uri: str) -> dict:
+    df = spark.read.format("delta").load(uri).select("day", F.col("_metadata.file_path").alias("f"))
+    out: dict = {}
+    for r in df.distinct().collect():
+        out.setdefault(r["day"], set()).add(r["f"])
+    return out
+
+
+def test_partitioned_write_touches_only_its_partition(res, spark):
+    version = {"v": 1}
+    daily = _daily_asset(lambda day: [(day, version["v"] * 10 + i) for i in range(3)])
+    for key in ("2024-01-01", "2024-01-02"):
+        assert _run([daily], res, partition_key=key).success
+    uri = res["lake"].table_uri(dg.AssetKey(["sandbox", "daily"]))
+    before = _files_by_day(spark, uri)
+    rows_before = {r["value"] for r in spark.read.format("delta").load(uri).where("day = '2024-01-02'").collect()}
+
+    version["v"] = 2
+    result = _run([daily], res, partition_key="2024-01-01")
+    assert result.success
+    after = _files_by_day(spark, uri)
+    assert after[dt.date(2024, 1, 2)] == before[dt.date(2024, 1, 2)]  # untouched files
+    assert after[dt.date(2024, 1, 1)] != before[dt.date(2024, 1, 1)]
+    table = spark.read.format("delta").load(uri)
+    assert {r["value"] for r in table.where("day = '2024-01-01'").collect()} == {20, 21, 22}
+    assert {r["value"] for r in table.where("day = '2024-01-02'").collect()} == rows_before == {10, 11, 12}
+    md = _metadata(result, dg.AssetKey(["sandbox", "daily"]))
+    assert md["lake/partitions_written"] == {"count": 1, "keys": ["2024-01-01"]}
+    assert "day >= '2024-01-01'" in md["lake/replace_where"]
+    assert DeltaTable.forPath(spark, uri).detail().collect()[0]["partitionColumns"] == ["day"]
+
+
+def test_backfill_range_in_one_run(res, spark):
+    daily = _daily_asset(lambda day: [(day, day.day)])
+    assert _run([daily], res, partition_key="2024-01-05").success
+    result = _run([daily], res, tags={"dagster/asset_partition_range_start": "2024-01-01",
+                                      "dagster/asset_partition_range_end": "2024-01-03"})
+    assert result.success
+    uri = res["lake"].table_uri(dg.AssetKey(["sandbox", "daily"]))
+    days = sorted(r["day"].day for r in spark.read.format("delta").load(uri).collect())
+    assert days == [1, 2, 3, 5]
+    md = _metadata(result, dg.AssetKey(["sandbox", "daily"]))
+    assert md["lake/partitions_written"]["count"] == 3
+    assert md["dagster/row_count"] == 3
+    assert DeltaTable.forPath(spark, uri).history().count() == 2  # one commit for the whole range
+
+
+def test_rows_outside_the_partition_are_refused(res, spark):
+    daily = _daily_asset(lambda day: [(day, 1)])
+    assert _run([daily], res, partition_key="2024-01-02").success
+    uri = res["lake"].table_uri(dg.AssetKey(["sandbox", "daily"]))
+
+    bad = _daily_asset(lambda day: [(day, 1), (day + dt.timedelta(days=1), 2)])
+    result = _run([bad], res, partition_key="2024-01-01", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message + "".join(
+        c.message for c in (failure.event_specific_data.error.cause,) if c)
+    assert "sandbox/daily" in message and "outside the partition" in message
+    assert DeltaTable.forPath(spark, uri).history().count() == 1
+    assert [r["day"] for r in spark.read.format("delta").load(uri).collect()] == [dt.date(2024, 1, 2)]
+
+
+def test_partitioned_asset_without_partition_expr_never_overwrites_the_table(res):
+    @dg.asset(key=["sandbox", "no_expr"], partitions_def=DAILY)
+    def no_expr(spark: SparkResource) -> DataFrame:
+        return spark.get_session().range(1)
+
+    result = _run([no_expr], res, partition_key="2024-01-01", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "partition_expr" in str(failure.event_specific_data.error.to_string())
+
+
+# ---- types, metadata, catalog -----------------------------------------------------------------------------
+def test_wrong_typed_output_fails_with_a_clear_error(res):
+    @dg.asset(key=["sandbox", "pandas_out"])
+    def pandas_out():
+        return pd.DataFrame({"a": [1]})
+
+    result = _run([pandas_out], res, raise_on_error=False)
+    assert not result.success
+    text = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.to_string()
+    assert "sandbox/pandas_out" in text and "pandas.core.frame.DataFrame" in text and "pyspark.sql.DataFrame" in text
+
+
+def test_wrong_typed_input_fails_with_a_clear_error(res):
+    @dg.asset(key=["sandbox", "source"])
+    def source(spark: SparkResource) -> DataFrame:
+        return spark.get_session().range(2)
+
+    @dg.asset(key=["sandbox", "consumer"], ins={"source": dg.AssetIn(["sandbox", "source"])})
+    def consumer(source: pd.DataFrame) -> DataFrame:
+        raise AssertionError("must not run")
+
+    result = _run([source, consumer], res, raise_on_error=False)
+    assert not result.success
+    text = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.to_string()
+    assert "sandbox/source" in text and "pyspark.sql.DataFrame" in text
+
+
+def test_materialization_metadata_and_catalog_registration(res, spark):
+    @dg.asset(key=["sandbox", "described"], metadata={"zorder_by": ["b"]})
+    def described(spark: SparkResource) -> DataFrame:
+        return spark.get_session().createDataFrame([(1, "x"), (2, "y")], "a int, b string")
+
+    result = _run([described], res)
+    md = _metadata(result, dg.AssetKey(["sandbox", "described"]))
+    assert md["dagster/row_count"] == 2
+    assert md["dagster/table_name"] == "sandbox.described"
+    assert md["dagster/uri"] == res["lake"].table_uri(dg.AssetKey(["sandbox", "described"]))
+    assert md["delta/version"] == 0
+    assert [(c.name, c.type) for c in md["dagster/column_schema"].columns] == [("a", "int"), ("b", "string")]
+    assert md["lake/files_written"] >= 1 and md["lake/bytes_written"] > 0
+    rows = spark.sql("select a, b from sandbox.described order by a").collect()
+    assert [(r["a"], r["b"]) for r in rows] == [(1, "x"), (2, "y")]
+    ops = [h["operation"] for h in DeltaTable.forPath(spark, md["dagster/uri"]).history().collect()]
+    assert "OPTIMIZE" in ops  # Z-order requested through metadata
+
+
+def test_asset_key_must_be_layer_and_table(res):
+    @dg.asset(key=["too", "many", "parts"])
+    def deep(spark: SparkResource) -> DataFrame:
+        return spark.get_session().range(1)
+
+    result = _run([deep], res, raise_on_error=False)
+    assert not result.success
+    text = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.to_string()
+    assert "[layer, table]" in text
+
+
+def test_one_spark_session_serves_every_asset_of_a_run(res):
+    apps = []
+
+    def make(i):
+        @dg.asset(key=["sandbox", f"chain_{i}"], deps=[dg.AssetKey(["sandbox", f"chain_{i - 1}"])] if i else [])
+        def step(spark: SparkResource) -> DataFrame:
+            session = spark.get_session()
+            apps.append((session.sparkContext.applicationId, id(session)))
+            return session.range(i + 1)
+
+        return step
+
+    assert _run([make(i) for i in range(6)], res).success
+    assert len(apps) == 6 and len(set(apps)) == 1
