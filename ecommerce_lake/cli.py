@@ -43,14 +43,22 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from ecommerce_lake.platform.jars import resolve_jars
 
     settings = _settings()
-    groups = ["delta", "s3"] if (args.all or settings.needs_s3) else ["delta"]
+    groups = ["delta", "s3", "postgres"] if args.all else (["delta", "s3"] if settings.needs_s3 else ["delta"])
     started = time.monotonic()
     paths = resolve_jars(groups, settings.jars_dir, settings.maven_repo, verify=args.verify)
     print(f"JVM jars ({', '.join(groups)}) in {settings.jars_dir}: {len(paths)} files, "
           f"{time.monotonic() - started:.1f} s")
+    resources = build_resources(settings)
     if settings.env == "local":
-        build_resources(settings)["pseudonym"].key()
+        resources["pseudonym"].key()
         print(f"pseudonymisation key: {settings.pseudonym_key_file} (local development key, outside the repo)")
+    if settings.env == "prod" and settings.lake_root.startswith("s3a://"):
+        from ecommerce_lake.platform.bucket import ensure_bucket
+
+        bucket = settings.lake_root[len("s3a://"):].split("/", 1)[0]
+        report = ensure_bucket(resources["lake"].s3.get_client(), bucket, configure=settings.s3_configure_bucket)
+        print(f"lake bucket s3://{bucket}: encryption, versioning and public access block in place"
+              + (f" (configured {', '.join(report.configured)})" if report.configured else ""))
     home = ensure_dagster_home(settings)
     print(f"DAGSTER_HOME: {home}")
     return 0
@@ -85,7 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     ensure_dagster_home(settings)
-    return run_lake(settings, selection=args.select)
+    return run_lake(settings, selection=args.select, mode="incremental" if args.incremental else "full",
+                    report_path=args.report)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -122,7 +131,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     for key, value in settings.describe().items():
         print(f"{key:32} {value}")
     if args.spark:
-        for key, value in sorted(spark_resource(settings).spark_conf().items()):
+        from ecommerce_lake.platform.spark import redacted
+
+        for key, value in sorted(redacted(spark_resource(settings).spark_conf()).items()):
             print(f"  {key} = {value}")
     return 0
 
@@ -137,6 +148,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results["session"] = r = bench(args.steps)
         print(f"{r['steps']}-asset Spark chain: shared session {r['shared']['run_seconds']} s, one JVM per step "
               f"{r['per_step']['run_seconds']} s ({r['per_step_over_shared']}x)")
+    elif args.suite == "lake":
+        from ecommerce_lake.bench import bench_lake
+
+        results["lake"] = r = bench_lake(days=args.days, lines=args.lines, keep=args.keep)
+        full, inc = r["full"], r["incremental"]
+        print(f"lake: {r['order_lines']:,} order lines over {r['days']} days (generated in {r['generate_seconds']} s)")
+        print(f"  full rebuild        {full['wall_seconds']:7.1f} s  ({r['full_rows_per_second']:,} order lines/s, "
+              f"peak {full['peak_rss_mb']:,} MB)  layers: {full['layer_seconds']}")
+        print(f"  one new day (incr.) {inc['wall_seconds']:7.1f} s  (peak {inc['peak_rss_mb']:,} MB)  layers: "
+              f"{inc['layer_seconds']}")
+        print(f"  incremental / full = {r['incremental_vs_full']:.3f}")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.output}")
@@ -178,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="materialize every asset (with checks) against the configured lake")
     p.add_argument("--select", help="Dagster asset selection (default: everything)")
+    p.add_argument("--incremental", action="store_true",
+                   help="only the day partitions new batches touch (default: every day that holds data)")
+    p.add_argument("--report", help="also write the run's figures (times per step and layer, rows) as JSON")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sql", help="run a SQL query against the lake's catalog, e.g. 'select * from curated.daily_sales'")
@@ -194,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("bench", help="benchmarks that print figures (see docs/performance.md)")
-    p.add_argument("--suite", choices=["session"], default="session")
+    p.add_argument("--suite", choices=["session", "lake"], default="session")
     p.add_argument("--steps", type=int, default=6, help="session suite: length of the Spark asset chain")
+    p.add_argument("--days", type=int, default=730, help="lake suite: days of history")
+    p.add_argument("--lines", type=int, default=1_000_000, help="lake suite: order lines of history")
+    p.add_argument("--keep", help="lake suite: keep the generated lake in this directory")
     p.add_argument("--output", help="also write the figures as JSON to this file")
     p.set_defaults(func=cmd_bench)
 

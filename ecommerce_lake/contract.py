@@ -93,4 +93,6 @@ REJECT_RULES: dict[str, str] = {
     "discount_above_line_amount": "discount_kes is larger than quantity x unit_price_kes",
     "unknown_status": "order status is not one of " + ", ".join(ORDER_STATUSES),
     "future_order_timestamp": "order_ts is later than the moment the row was ingested",
+    "date_outside_partitions": "order_ts or paid_ts is before the lake's first day (ECOMMERCE_LAKE_PARTITIONS_START), "
+    "or paid_ts is later than the moment the row was ingested",
 }

@@ -28,15 +28,62 @@ class RunReport:
         return 0 if self.success and not self.failed_blocking_checks and not self.failed_steps else 1
 
 
-def execute(settings: Settings, selection: str | None = None, instance: dg.DagsterInstance | None = None,
-            tags: dict[str, str] | None = None, log_level: str = "INFO") -> RunReport:
-    from ecommerce_lake.definitions import build_defs
+@dataclass
+class RunPlan:
+    new_batches: int
+    rejected_batches: int
+    incomplete_batches: int
+    days: tuple[str, str] | None  # partition range of the run, None: no day partitions
+    mode: str
 
-    job_name = "lake_job"
+
+def plan_run(settings: Settings, mode: str = "full") -> RunPlan:
+    """Which day partitions a run must cover: the days new batches touch (read from the landing files and the
+    lake with delta-rs, no Spark) and, in ``full`` mode, every day that already holds data."""
+    from ecommerce_lake.defs.resources import build_resources
+    from ecommerce_lake.logic.plan import plan_new_batches
+
+    resources = build_resources(settings)
+    reader = resources["lake_reader"]
+    found = plan_new_batches(resources["landing"], reader.ingested_batches(), reader.order_days)
+    days = set().union(*[p.days for p in found.planned]) if found.planned else set()
+    if mode == "full":  # every day that holds data, already or with the new batches
+        existing = reader.day_range()
+        if existing:
+            days |= set(existing)
+    return RunPlan(
+        new_batches=sum(1 for p in found.planned if p.accepted),
+        rejected_batches=sum(1 for p in found.planned if not p.accepted),
+        incomplete_batches=len(found.incomplete),
+        days=(min(days).isoformat(), max(days).isoformat()) if days else None,
+        mode=mode,
+    )
+
+
+def execute(settings: Settings, selection: str | None = None, instance: dg.DagsterInstance | None = None,
+            tags: dict[str, str] | None = None, log_level: str = "INFO", mode: str = "full") -> RunReport:
+    from ecommerce_lake.definitions import build_defs
+    from ecommerce_lake.partitions import RANGE_END_TAG, RANGE_START_TAG
+
+    plan = plan_run(settings, mode)
     defs = build_defs(settings)
+    graph = defs.resolve_asset_graph()
+    target = dg.AssetSelection.groups("raw", "refined", "curated")
+    if mode == "incremental":  # what new batches can change: the raw tables and everything downstream
+        target = target & dg.AssetSelection.groups("raw").downstream()
     if selection:
-        job_name = "lake_selection_job"
-        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=selection)]))
+        target = target & dg.AssetSelection.from_string(selection)
+    tags = dict(tags or {})
+    if plan.days:
+        tags.update({RANGE_START_TAG: plan.days[0], RANGE_END_TAG: plan.days[1]})
+    else:  # nothing to put in day partitions: the unpartitioned assets only
+        partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None]
+        target = target - dg.AssetSelection.assets(*partitioned)
+    print(f"plan ({plan.mode}): {plan.new_batches} new batch(es), {plan.rejected_batches} to reject, "
+          f"{plan.incomplete_batches} incomplete; day partitions: "
+          + (f"{plan.days[0]}..{plan.days[1]}" if plan.days else "none"), flush=True)
+    job_name = "lake_run"
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=target)]))
     job = defs.resolve_job_def(job_name)
     instance = instance or dg.DagsterInstance.get()
     started = time.monotonic()
@@ -49,11 +96,11 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     seconds = time.monotonic() - started
     report = RunReport(success=result.success, run_id=result.run_id, seconds=seconds)
 
-    graph = defs.resolve_asset_graph()
     group_of_step: dict[str, str] = {}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        group_of_step[node.assets_def.node_def.name] = node.group_name or "default"
+        if node.is_executable:
+            group_of_step[node.assets_def.node_def.name] = node.group_name or "default"
     starts: dict[str, float] = {}
     for record in instance.all_logs(result.run_id):
         event = record.dagster_event
@@ -104,7 +151,27 @@ def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
     p("UI: `ecommerce-lake ui` then http://127.0.0.1:3000 (runs, asset graph, checks, lineage)")
 
 
-def run_lake(settings: Settings, selection: str | None = None) -> int:
-    report = execute(settings, selection=selection)
+def run_lake(settings: Settings, selection: str | None = None, mode: str = "full",
+             report_path: str | None = None) -> int:
+    report = execute(settings, selection=selection, mode=mode)
     print_report(report, settings)
+    if report_path:
+        import json
+        from dataclasses import asdict
+
+        with open(report_path, "w") as fh:
+            json.dump({**asdict(report), "exit_code": report.exit_code}, fh, indent=2, default=str)
     return report.exit_code
+
+
+def execute_request(settings: Settings, request: dg.RunRequest, instance: dg.DagsterInstance | None = None,
+                    log_level: str = "WARNING") -> dg.ExecuteInProcessResult:
+    """Execute a sensor's RunRequest in this process, as the daemon would launch it (tests, debugging)."""
+    from ecommerce_lake.definitions import build_defs
+
+    job = dg.define_asset_job("sensor_request", selection=dg.AssetSelection.assets(*request.asset_selection))
+    defs = dg.Definitions.merge(build_defs(settings), dg.Definitions(jobs=[job]))
+    return defs.resolve_job_def("sensor_request").execute_in_process(
+        instance=instance or dg.DagsterInstance.get(), tags=dict(request.tags), raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )

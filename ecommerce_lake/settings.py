@@ -83,7 +83,8 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_path_style: bool = False
     s3_configure_bucket: bool = False
-    sold_statuses: tuple[str, ...] = ("paid", "shipped", "delivered")
+    partitions_start: str = "2023-01-01"
+    sensor_max_batches_per_tick: int = 20
     unknown_county_warn_share: float = 0.05
     row_count_change_warn_ratio: float = 0.5
 
@@ -111,9 +112,12 @@ class Settings:
             if not is_remote_uri(value):
                 value = str(Path(value).expanduser().resolve())
             object.__setattr__(self, name, value)
-        if self.env == "prod" and not is_remote_uri(self.lake_root):
-            # Allowed (a shared filesystem mounted on every node works), but say so loudly in `config`.
-            pass
+        try:
+            import datetime as _dt
+
+            _dt.date.fromisoformat(self.partitions_start)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}PARTITIONS_START={self.partitions_start!r} is not a YYYY-MM-DD date") from exc
         if is_remote_uri(self.lake_root) and not self.lake_root.startswith("s3a://"):
             raise ConfigError(
                 f"{PREFIX}ROOT={self.lake_root!r}: remote lake roots must use the s3a:// scheme "
@@ -149,13 +153,16 @@ class Settings:
             "PSEUDONYM_KEY_FILE": "pseudonym_key_file",
             "S3_ENDPOINT": "s3_endpoint",
             "S3_REGION": "s3_region",
+            "PARTITIONS_START": "partitions_start",
         }
         for var, attr in simple.items():
             value = get(var)
             if value:
                 kwargs[attr] = os.path.expanduser(value) if attr in ("home", "jars_dir") else value
-        if (value := get("SPARK_SHUFFLE_PARTITIONS")) is not None and value != "":
-            kwargs["spark_shuffle_partitions"] = _int(PREFIX + "SPARK_SHUFFLE_PARTITIONS", value)
+        for var, attr in (("SPARK_SHUFFLE_PARTITIONS", "spark_shuffle_partitions"),
+                          ("SENSOR_MAX_BATCHES_PER_TICK", "sensor_max_batches_per_tick")):
+            if (value := get(var)) is not None and value != "":
+                kwargs[attr] = _int(PREFIX + var, value)
         for var, attr in (
             ("SPARK_UI", "spark_ui"),
             ("S3_PATH_STYLE", "s3_path_style"),

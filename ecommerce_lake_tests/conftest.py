@@ -15,6 +15,7 @@ def session_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("ecommerce_lake_home")
     os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
     (home / "dagster_home").mkdir()
+    (home / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return home
 
 
@@ -39,3 +40,27 @@ def spark(resources):
 @pytest.fixture
 def lake_root(tmp_path: Path) -> str:
     return str(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def lake_run(settings, spark):
+    """The whole lake materialized once from generated plus hand-made batches (shared by several modules)."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    import dagster as dg
+
+    from ecommerce_lake.generator.generate import GeneratorConfig, generate
+    from ecommerce_lake.runner import execute
+    from ecommerce_lake_tests import oracle
+    from ecommerce_lake_tests.landing_fixtures import add_handmade_batches
+
+    landing = Path(settings.landing_root)
+    generate(GeneratorConfig(out=landing, seed=7, days=20, customers=300, products=60, lines=3000, dirty_rate=0.05,
+                             end_date=dt.date(2025, 11, 30)))
+    info = add_handmade_batches(landing)
+    report = execute(settings, instance=dg.DagsterInstance.get(), log_level="WARNING")
+    expected_landing = oracle.read_landing(landing)
+    fact = oracle.expected_fact_sales(expected_landing, dt.datetime.now(dt.UTC))
+    return SimpleNamespace(report=report, info=info, landing=expected_landing, expected_fact=fact,
+                           table=lambda name: spark.read.format("delta").load(f"{settings.lake_root}/{name}"))

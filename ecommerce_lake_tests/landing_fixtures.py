@@ -129,6 +129,7 @@ def add_handmade_batches(landing: Path) -> dict:
     _reject(b, "orders.csv", orders, o("TO08", "T001", "2025-12-01T10:00:00+03:00", "paid", fee="1,000"),
             "unparseable_number")
     _reject(b, "orders.csv", orders, o("TO10", "", "2025-12-01T10:00:00+03:00", "paid"), "missing_required_value")
+    _reject(b, "orders.csv", orders, o("TO11", "T001", "2022-06-01T10:00:00+03:00", "paid"), "date_outside_partitions")
     _write(folder, "orders.csv", orders)
 
     items: list[list[str]] = [
@@ -155,6 +156,8 @@ def add_handmade_batches(landing: Path) -> dict:
                                   "QK7TEST001"]]
     _reject(b, "payments.csv", payments, ["TPAY2", "TO02", "card", "abc", "2025-12-01T10:05:00+03:00", "completed",
                                           ""], "unparseable_number")
+    _reject(b, "payments.csv", payments, ["TPAY3", "TO02", "card", "10.00", "2099-01-01T00:00:00Z", "completed", ""],
+            "date_outside_partitions")
     _write(folder, "payments.csv", payments)
     (folder / "_SUCCESS").write_text("")
 

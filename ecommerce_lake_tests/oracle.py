@@ -28,6 +28,7 @@ STATUSES = {"placed", "paid", "shipped", "delivered", "cancelled", "returned"}
 SOLD = {"paid", "shipped", "delivered"}
 NAIROBI = dt.timezone(dt.timedelta(hours=3))
 CENT = Decimal("0.01")
+FIRST_DAY = dt.date(2023, 1, 1)  # ECOMMERCE_LAKE_PARTITIONS_START's default: orders before it are rejected
 DATA = Path(__file__).resolve().parents[1] / "ecommerce_lake" / "data"
 
 
@@ -167,6 +168,7 @@ def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
         fee = v.get("shipping_fee_kes", "").strip()
         ok = (not r.malformed and all(v.get(c, "").strip() for c in REQUIRED["orders.csv"])
               and ts is not None and upd is not None and status in STATUSES and ts <= now
+              and ts.astimezone(NAIROBI).date() >= FIRST_DAY
               and (not fee or (money(fee) is not None and money(fee) >= 0)))
         if ok:
             orders.append((v["order_id"].strip(), (upd, r.batch, r.row),

@@ -4,21 +4,29 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ecommerce_lake.defs.conditions import with_automation
 from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_kwargs, key_of, table_checks
 from ecommerce_lake.defs.refined import REFINED_KEYS
 from ecommerce_lake.logic import curate
+from ecommerce_lake.partitions import DAILY, SINGLE_RUN
 from ecommerce_lake.schemas import curated as schemas
 
 CURATED_KEYS = {s.name.split(".")[1]: key_of(s) for s in schemas.ALL}
 FACT = CURATED_KEYS["fact_sales"]
+DAILY_SALES = CURATED_KEYS["daily_sales"]
+PARTITION_COLUMN = {"fact_sales": "order_date", "daily_sales": "order_date", "customer_orders": "order_date"}
 
 
 def _in(key: dg.AssetKey, *columns: str) -> dg.AssetIn:
     return dg.AssetIn(key=key, metadata={"columns": list(columns)} if columns else None)
 
 
+DAILY_KW = {"partitions_def": DAILY, "backfill_policy": SINGLE_RUN}
+
+
 @dg.asset(
-    **asset_kwargs(schemas.fact_sales),
+    **asset_kwargs(schemas.fact_sales, partition_expr="order_date"),
+    **DAILY_KW,
     ins={
         "order_items": _in(REFINED_KEYS["order_items"], "order_id", "line_number", "product_id", "quantity",
                            "unit_price_kes", "discount_kes"),
@@ -31,37 +39,37 @@ def fact_sales(order_items: DataFrame, orders: DataFrame, products: DataFrame) -
     return curate.fact_sales(order_items, orders, products)
 
 
-@dg.asset(**asset_kwargs(schemas.daily_sales), ins={"fact": _in(FACT)})
+@dg.asset(**asset_kwargs(schemas.daily_sales, partition_expr="order_date"), **DAILY_KW, ins={"fact": _in(FACT)})
 def daily_sales(fact: DataFrame) -> DataFrame:
     return curate.daily_sales(fact)
 
 
+@dg.asset(**asset_kwargs(schemas.customer_orders, partition_expr="order_date"), **DAILY_KW, ins={"fact": _in(FACT)})
+def customer_orders(fact: DataFrame) -> DataFrame:
+    return curate.customer_orders(fact)
+
+
 @dg.asset(**asset_kwargs(schemas.county_monthly_kpis),
-          ins={"fact": _in(FACT), "counties": _in(REFINED_KEYS["counties"])})
-def county_monthly_kpis(fact: DataFrame, counties: DataFrame) -> DataFrame:
-    return curate.county_monthly_kpis(fact, counties)
+          ins={"orders": _in(CURATED_KEYS["customer_orders"]), "counties": _in(REFINED_KEYS["counties"])})
+def county_monthly_kpis(orders: DataFrame, counties: DataFrame) -> DataFrame:
+    return curate.county_monthly_kpis(orders, counties)
 
 
-@dg.asset(**asset_kwargs(schemas.category_share_by_county), ins={"fact": _in(FACT)})
-def category_share_by_county(fact: DataFrame) -> DataFrame:
-    return curate.category_share_by_county(fact)
+@dg.asset(**asset_kwargs(schemas.category_share_by_county), ins={"daily": _in(DAILY_SALES)})
+def category_share_by_county(daily: DataFrame) -> DataFrame:
+    return curate.category_share_by_county(daily)
 
 
 @dg.asset(**asset_kwargs(schemas.top_products_by_county),
-          ins={"fact": _in(FACT), "products": _in(REFINED_KEYS["products"], "product_id", "product_name")})
-def top_products_by_county(fact: DataFrame, products: DataFrame) -> DataFrame:
-    return curate.top_products_by_county(fact, products)
+          ins={"daily": _in(DAILY_SALES), "products": _in(REFINED_KEYS["products"], "product_id", "product_name")})
+def top_products_by_county(daily: DataFrame, products: DataFrame) -> DataFrame:
+    return curate.top_products_by_county(daily, products)
 
 
 @dg.asset(**asset_kwargs(schemas.product_performance),
-          ins={"fact": _in(FACT), "products": _in(REFINED_KEYS["products"])})
-def product_performance(fact: DataFrame, products: DataFrame) -> DataFrame:
-    return curate.product_performance(fact, products)
-
-
-@dg.asset(**asset_kwargs(schemas.customer_orders), ins={"fact": _in(FACT)})
-def customer_orders(fact: DataFrame) -> DataFrame:
-    return curate.customer_orders(fact)
+          ins={"daily": _in(DAILY_SALES), "products": _in(REFINED_KEYS["products"])})
+def product_performance(daily: DataFrame, products: DataFrame) -> DataFrame:
+    return curate.product_performance(daily, products)
 
 
 # ---- checks -------------------------------------------------------------------------------------------
@@ -75,18 +83,18 @@ WHERE o.status IN ('paid', 'shipped', 'delivered')
 
 
 def _reconciles_with_refined(env: CheckEnv) -> dg.AssetCheckResult:
-    lake = env.lake
-    spark = lake.session()
-    lake.read(REFINED_KEYS["order_items"]).createOrReplaceTempView("__recon_items")
-    lake.read(REFINED_KEYS["orders"]).createOrReplaceTempView("__recon_orders")
+    spark = env.lake.session()
+    env.read(REFINED_KEYS["order_items"], "order_date").createOrReplaceTempView("__recon_items")
+    env.read(REFINED_KEYS["orders"], "order_date").createOrReplaceTempView("__recon_orders")
     expected = spark.sql(REFINED_SOLD_REVENUE_SQL.format(items="__recon_items", orders="__recon_orders")).collect()[0]
-    actual = lake.read(FACT).agg(
+    actual = env.read(FACT, "order_date").agg(
         F.coalesce(F.sum("net_revenue_kes"), F.lit(0)).cast("decimal(38,2)").alias("revenue"),
         F.count(F.lit(1)).alias("lines"),
     ).collect()[0]
     return dg.AssetCheckResult(
         passed=expected["revenue"] == actual["revenue"] and expected["lines"] == actual["lines"],
         metadata={
+            "scope": env.scope("order_date") or "whole table",
             "refined_sold_revenue_kes": str(expected["revenue"]),
             "fact_sales_revenue_kes": str(actual["revenue"]),
             "difference_kes": str(actual["revenue"] - expected["revenue"]),
@@ -114,33 +122,37 @@ def _unknown_county_share(env: CheckEnv) -> dg.AssetCheckResult:
     )
 
 
-def _reconciles_with_fact(table: str, known_counties_only: bool) -> ExtraCheck:
-    key = CURATED_KEYS[table]
+def _reconciles_with(table: str, source: str, known_counties_only: bool) -> ExtraCheck:
+    """Total net revenue of ``table`` equals that of ``source`` (within this run's days when both are daily)."""
+    key, source_key = CURATED_KEYS[table], CURATED_KEYS[source]
+    both_daily = table in PARTITION_COLUMN and source in PARTITION_COLUMN
 
     def fn(env: CheckEnv) -> dg.AssetCheckResult:
-        fact = env.lake.read(FACT, columns=["county_code", "net_revenue_kes"])
+        column = "order_date" if both_daily else None
+        src = env.read(source_key, column, columns=["county_code", "net_revenue_kes"])
         if known_counties_only:
-            fact = fact.where(F.col("county_code") != 0)
-        expected = fact.agg(F.coalesce(F.sum("net_revenue_kes"), F.lit(0)).cast("decimal(38,2)")).collect()[0][0]
-        actual = env.lake.read(key, columns=["net_revenue_kes"]).agg(
+            src = src.where(F.col("county_code") != 0)
+        expected = src.agg(F.coalesce(F.sum("net_revenue_kes"), F.lit(0)).cast("decimal(38,2)")).collect()[0][0]
+        actual = env.read(key, column, columns=["net_revenue_kes"]).agg(
             F.coalesce(F.sum("net_revenue_kes"), F.lit(0)).cast("decimal(38,2)")
         ).collect()[0][0]
         return dg.AssetCheckResult(
             passed=expected == actual,
             metadata={"expected_kes": str(expected), "actual_kes": str(actual),
-                      "difference_kes": str(actual - expected)},
+                      "difference_kes": str(actual - expected), "source": f"curated.{source}",
+                      "scope": (env.scope(column) if column else None) or "whole table"},
         )
 
     return ExtraCheck(
-        "reconciles_with_fact_sales",
-        f"Total net revenue of {table} equals fact_sales"
+        f"reconciles_with_{source}",
+        f"Total net revenue of {table} equals {source}"
         + (" without the Unknown county" if known_counties_only else "") + ", to the cent.",
-        fn, blocking=True, additional_deps=[FACT],
+        fn, blocking=True, additional_deps=[source_key],
     )
 
 
 def _ten_per_county(env: CheckEnv) -> dg.AssetCheckResult:
-    sold = (env.lake.read(FACT, columns=["county_code", "product_id"]).where("county_code != 0")
+    sold = (env.lake.read(DAILY_SALES, columns=["county_code", "product_id"]).where("county_code != 0")
             .groupBy("county_code").agg(F.countDistinct("product_id").alias("products")))
     top = env.lake.read(CURATED_KEYS["top_products_by_county"]).groupBy("county_code").agg(
         F.count(F.lit(1)).alias("n"), F.countDistinct("rank").alias("ranks"))
@@ -156,25 +168,29 @@ EXTRA = {
     "fact_sales": [
         ExtraCheck("reconciles_with_refined",
                    "fact_sales net revenue and line count equal refined sold-line revenue (to the cent) and count, "
-                   "computed in SQL straight from refined order_items and orders.",
+                   "computed in SQL straight from refined order_items and orders (for the run's days).",
                    _reconciles_with_refined, blocking=True,
                    additional_deps=[REFINED_KEYS["order_items"], REFINED_KEYS["orders"]]),
         ExtraCheck("unknown_county_share", "Share of sold net revenue whose county is Unknown (warns above the "
                    "threshold ECOMMERCE_LAKE_UNKNOWN_COUNTY_WARN_SHARE).", _unknown_county_share),
     ],
-    "daily_sales": [_reconciles_with_fact("daily_sales", known_counties_only=False)],
-    "county_monthly_kpis": [_reconciles_with_fact("county_monthly_kpis", known_counties_only=True)],
-    "category_share_by_county": [_reconciles_with_fact("category_share_by_county", known_counties_only=True)],
+    "daily_sales": [_reconciles_with("daily_sales", "fact_sales", known_counties_only=False)],
+    "customer_orders": [_reconciles_with("customer_orders", "fact_sales", known_counties_only=False)],
+    "county_monthly_kpis": [_reconciles_with("county_monthly_kpis", "customer_orders", known_counties_only=True)],
+    "category_share_by_county": [_reconciles_with("category_share_by_county", "daily_sales", known_counties_only=True)],
     "top_products_by_county": [
         ExtraCheck("ten_per_county", "Each known county has min(10, products it sold) rows with distinct ranks.",
-                   _ten_per_county, blocking=True, additional_deps=[FACT]),
+                   _ten_per_county, blocking=True, additional_deps=[DAILY_SALES]),
     ],
-    "product_performance": [_reconciles_with_fact("product_performance", known_counties_only=False)],
-    "customer_orders": [_reconciles_with_fact("customer_orders", known_counties_only=False)],
+    "product_performance": [_reconciles_with("product_performance", "daily_sales", known_counties_only=False)],
 }
 
-ASSETS = [fact_sales, daily_sales, county_monthly_kpis, category_share_by_county, top_products_by_county,
-          product_performance, customer_orders]
-CHECKS = [table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ())) for s in schemas.ALL]
+ASSETS = with_automation([fact_sales, daily_sales, customer_orders, county_monthly_kpis, category_share_by_county,
+          top_products_by_county, product_performance])
+CHECKS = [
+    table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ()),
+                 partition_expr=PARTITION_COLUMN.get(s.name.split(".")[1]))
+    for s in schemas.ALL
+]
 
 defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS)

@@ -1,43 +1,124 @@
-"""Raw layer: one append-by-batch table per landing file type, plus the batch log."""
+"""Raw layer: landing rows as they arrived, appended by batch; sales-bearing tables partitioned by day.
+
+Two ingestion steps share one batch selection (every new complete batch, or the batch named by the run's
+``ecommerce_lake/batch_id`` tag, as the landing sensor sets it):
+
+* ``raw_ingest_sales`` (daily partitions): raw.orders, raw.order_items, raw.payments;
+* ``raw_ingest`` (after it): raw.customers, raw.products and raw.batch_log – written last, so a batch only
+  counts as ingested once all its rows are in.
+"""
 
 import datetime as dt
 
 import dagster as dg
+from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from ecommerce_lake.contract import LANDING_FILES
+from ecommerce_lake.contract import BY_NAME, LANDING_FILES
 from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_out, key_of, table_checks
-from ecommerce_lake.logic.ingest import batch_log, plan_ingest, read_raw
-from ecommerce_lake.platform.lake import LakeResource
+from ecommerce_lake.logic.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw
+from ecommerce_lake.logic.plan import read_rows
+from ecommerce_lake.partitions import BATCH_TAG, DAILY, PARTITIONS_START, SINGLE_RUN, nairobi_today
 from ecommerce_lake.platform.landing import LandingResource
+from ecommerce_lake.platform.lake import LakeError, LakeResource
 from ecommerce_lake.schemas import raw as schemas
 
 BATCH_LOG_KEY = key_of(schemas.batch_log)
 RAW_KEYS = {spec.name: key_of(schemas.TABLES[spec.name]) for spec in LANDING_FILES}
-# Append-by-batch: a write replaces only the rows of the batches it carries (re-ingesting is idempotent).
-_APPEND = {"replace_key": "_batch_id"}
+SALES = ("orders", "order_items", "payments")
+BATCH_TABLES = ("customers", "products")
+INGEST_POOL = "ecommerce_lake_ingest"  # one ingestion at a time: batches are appended in id order
+
+
+def _selected_plan(context, landing: LandingResource, lake: LakeResource):
+    seen: set[str] = set()
+    if lake.exists(BATCH_LOG_KEY):
+        seen = {r["batch_id"] for r in lake.read(BATCH_LOG_KEY, columns=["batch_id"]).collect()}
+    only = context.run.tags.get(BATCH_TAG)
+    plan = plan_ingest(landing, seen, only=only)
+    return plan, only
+
+
+def _ingested_at() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+
+
+@dg.multi_asset(
+    name="raw_ingest_sales",
+    outs={name: asset_out(schemas.TABLES[name], partition_expr=DAY_COLUMNS[name], replace_key="_batch_id")
+          for name in SALES},
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    pool=INGEST_POOL,
+    description="Append the orders, order lines and payments of new landing batches to the day partitions "
+    "they belong to (raw.orders, raw.order_items, raw.payments). Re-ingesting a batch changes nothing.",
+)
+def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
+    spark = lake.session()
+    plan, only = _selected_plan(context, landing, lake)
+    accepted = plan.accepted
+    context.log.info(
+        f"sales rows of {len(accepted)} new batch(es)" + (f" (batch {only})" if only else "")
+        + f" for partitions {context.partition_key_range.start}..{context.partition_key_range.end}"
+    )
+    ingested_at = _ingested_at()
+    raw = {name: read_raw(spark, landing, BY_NAME[name], accepted, ingested_at) for name in SALES}
+    existing = None
+    if accepted and lake.exists(RAW_KEYS["orders"]):
+        referenced = raw["order_items"].select(F.trim("order_id").alias("__ref_oid")).distinct()
+        existing = (lake.read(RAW_KEYS["orders"], columns=["order_id", "_batch_id", "_row_number", "_order_date"])
+                    .join(referenced, F.trim(F.col("order_id")) == F.col("__ref_oid"), "left_semi"))
+    window = context.partition_time_window
+    today = nairobi_today()
+    with_days = assign_days(raw, accepted, existing, PARTITIONS_START, today)
+    if accepted:  # computed once (CSV parsing, day assignment), then checked and written from memory/disk
+        with_days = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in with_days.items()}
+        _refuse_rows_outside(with_days, window, context.partition_key_range)
+    for name in SALES:
+        yield dg.Output(with_days[name], output_name=name,
+                        metadata={"lake/replace_values": [p.batch_id for p in accepted]})
+    for df in with_days.values():
+        df.unpersist()
+
+
+def _refuse_rows_outside(tables: dict, window: dg.TimeWindow, keys: dg.PartitionKeyRange) -> None:
+    start, end = window.start.date(), window.end.date()
+    for name in SALES:
+        col = DAY_COLUMNS[name]
+        lo, hi = tables[name].agg(F.min(col), F.max(col)).collect()[0]
+        if lo is None or (lo >= start and hi < end):
+            continue
+        bad = (tables[name].where((F.col(col) < F.lit(start)) | (F.col(col) >= F.lit(end)))
+               .groupBy(col).agg(F.collect_set("_batch_id").alias("batches")).limit(10).collect())
+        if bad:
+            detail = ", ".join(f"{r[col]} (batches {', '.join(sorted(r['batches']))})" for r in bad)
+            raise LakeError(
+                f"raw.{name}: rows belong to days outside this run's partitions {keys.start}..{keys.end}: {detail}. "
+                "Nothing was written. Ingest through the landing sensor or `ecommerce-lake run`, which select the "
+                "partitions a batch touches."
+            )
 
 
 @dg.multi_asset(
     name="raw_ingest",
     outs={
-        **{spec.name: asset_out(schemas.TABLES[spec.name], **_APPEND) for spec in LANDING_FILES},
+        **{name: asset_out(schemas.TABLES[name], replace_key="_batch_id") for name in BATCH_TABLES},
         "batch_log": asset_out(schemas.batch_log, replace_key="batch_id"),
     },
-    description="Ingest every new complete landing batch: validate it against the contract, append its rows "
-    "(as strings) to the raw tables, and record it in raw.batch_log – accepted, or rejected whole with the "
-    "reason. Batches already in the batch log are never read again; incomplete batches are skipped.",
+    deps=[RAW_KEYS[name] for name in SALES],
+    pool=INGEST_POOL,
+    description="Append customers and products of new landing batches, then record every new complete batch in "
+    "raw.batch_log – accepted, or rejected whole with the reason. Batches already in the batch log are never "
+    "read again; incomplete batches (no _SUCCESS yet) are skipped.",
 )
 def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
     spark = lake.session()
-    seen: set[str] = set()
-    if lake.exists(BATCH_LOG_KEY):
-        seen = {r["batch_id"] for r in lake.read(BATCH_LOG_KEY, columns=["batch_id"]).collect()}
-    plan = plan_ingest(landing, seen)
-    ingested_at = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
+    plan, only = _selected_plan(context, landing, lake)
+    ingested_at = _ingested_at()
     context.log.info(
         f"landing {landing.root}: {len(plan.accepted)} new batch(es) to ingest, {len(plan.rejected)} rejected, "
         f"{len(plan.incomplete)} incomplete (no _SUCCESS yet), {plan.already_ingested} already ingested"
+        + (f" (this run: batch {only})" if only else "")
     )
     for batch_id in plan.incomplete:
         context.log.warning(f"batch {batch_id}: skipped, incomplete (no _SUCCESS marker yet)")
@@ -45,26 +126,39 @@ def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake
         context.log.error(f"batch {p.batch_id}: REJECTED – {p.reason}")
 
     accepted_ids = [p.batch_id for p in plan.accepted]
-    for spec in LANDING_FILES:
-        df = read_raw(spark, landing, spec, plan.accepted, ingested_at)
-        yield dg.Output(df, output_name=spec.name, metadata={"lake/replace_values": accepted_ids})
+    for name in BATCH_TABLES:
+        df = read_raw(spark, landing, BY_NAME[name], plan.accepted, ingested_at)
+        yield dg.Output(df, output_name=name, metadata={"lake/replace_values": accepted_ids})
 
     file_rows: dict[str, dict[str, int]] = {}
+    days: dict[str, list[str]] = {}
     if accepted_ids:
         for spec in LANDING_FILES:
             key = RAW_KEYS[spec.name]
             if not lake.exists(key):
                 continue
-            counts = (
-                lake.read(key, columns=["_batch_id"])
-                .where(F.col("_batch_id").isin(accepted_ids))
-                .groupBy("_batch_id")
-                .count()
-                .collect()
+            day_col = DAY_COLUMNS.get(spec.name)
+            df = lake.read(key).where(F.col("_batch_id").isin(accepted_ids))
+            aggs = [F.count(F.lit(1)).alias("rows")]
+            if day_col:
+                aggs.append(F.collect_set(F.col(day_col).cast("string")).alias("days"))
+            for row in df.groupBy("_batch_id").agg(*aggs).collect():
+                file_rows.setdefault(row["_batch_id"], {})[spec.filename] = int(row["rows"])
+                if day_col:
+                    days.setdefault(row["_batch_id"], [])
+                    days[row["_batch_id"]] = sorted(set(days[row["_batch_id"]]) | set(row["days"]))
+        missing = [
+            f"{p.batch_id}/{name}" for p in plan.accepted for name in p.headers
+            if name.lower() in {f"{t}.csv" for t in SALES} and name.lower() not in file_rows.get(p.batch_id, {})
+            and read_rows(landing.read_text(p.batch_id, name)).records
+        ]
+        if missing:
+            raise LakeError(
+                f"{', '.join(missing)}: rows are not in raw yet. Materialize raw_ingest_sales for the partitions "
+                "these batches touch first (the landing sensor and `ecommerce-lake run` do); the batches are not "
+                "marked as ingested."
             )
-            for row in counts:
-                file_rows.setdefault(row["_batch_id"], {})[spec.filename] = int(row["count"])
-    log_df = batch_log(spark, plan.new, file_rows, ingested_at, context.run_id)
+    log_df = batch_log(spark, plan.new, file_rows, days, ingested_at, context.run_id)
     rejected_md = "\n".join(f"| {p.batch_id} | {p.reason} |" for p in plan.rejected)
     yield dg.Output(
         log_df,
@@ -106,8 +200,9 @@ NO_REJECTED_BATCHES = ExtraCheck(
 )
 
 CHECKS = [
-    *[table_checks(s, blocking=True) for s in schemas.TABLES.values()],
+    *[table_checks(schemas.TABLES[name], blocking=True) for name in BATCH_TABLES],
+    *[table_checks(schemas.TABLES[name], blocking=True, partition_expr=DAY_COLUMNS[name]) for name in SALES],
     table_checks(schemas.batch_log, blocking=True, extra=[NO_REJECTED_BATCHES]),
 ]
 
-defs = dg.Definitions(assets=[raw_ingest], asset_checks=CHECKS)
+defs = dg.Definitions(assets=[raw_ingest_sales, raw_ingest], asset_checks=CHECKS)

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dagster_aws.s3 import S3Resource
+
+from ecommerce_lake.defs.automation import SensorSettingsResource
 from ecommerce_lake.defs.common import QualityResource
 from ecommerce_lake.platform.io_manager import DeltaIOManager
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.landing import LandingResource
+from ecommerce_lake.platform.lake_reader import LakeReaderResource
 from ecommerce_lake.platform.secrets import PseudonymKeyResource
 from ecommerce_lake.platform.spark import SparkResource
 from ecommerce_lake.settings import Settings
@@ -38,17 +42,28 @@ def spark_resource(settings: Settings) -> SparkResource:
     )
 
 
+def s3_resource(settings: Settings) -> S3Resource:
+    """dagster-aws S3 resource; credentials come from the standard AWS environment, never from config."""
+    return S3Resource(region_name=settings.s3_region, endpoint_url=settings.s3_endpoint or None)
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     spark = spark_resource(settings)
-    lake = LakeResource(root=settings.lake_root, spark=spark)
+    lake = LakeResource(
+        root=settings.lake_root, spark=spark, s3=s3_resource(settings),
+        verify_bucket=settings.env == "prod" and settings.lake_root.startswith("s3a://"),
+        configure_bucket=settings.s3_configure_bucket,
+    )
     return {
         "spark": spark,
         "lake": lake,
         "io_manager": DeltaIOManager(lake=lake),
-        "landing": LandingResource(root=settings.landing_root, s3_endpoint=settings.s3_endpoint,
-                                   s3_region=settings.s3_region),
+        "landing": LandingResource(root=settings.landing_root, s3=s3_resource(settings)),
         "pseudonym": PseudonymKeyResource(key_file=settings.pseudonym_key_file,
                                           generate_if_missing=settings.env == "local"),
+        "lake_reader": LakeReaderResource(root=settings.lake_root, s3_endpoint=settings.s3_endpoint,
+                                          s3_region=settings.s3_region, s3_path_style=settings.s3_path_style),
+        "sensor_settings": SensorSettingsResource(max_batches_per_tick=settings.sensor_max_batches_per_tick),
         "quality": QualityResource(unknown_county_warn_share=settings.unknown_county_warn_share,
                                    row_count_change_warn_ratio=settings.row_count_change_warn_ratio),
     }

@@ -58,41 +58,50 @@ def fact_sales(
 
 def daily_sales(fact: DataFrame) -> DataFrame:
     out = fact.groupBy("order_date", "county_code", "product_id").agg(
+        F.first("county_name").alias("county_name"),
         F.first("category").alias("category"),
         F.sum("quantity").cast("long").alias("units"),
         _sum_money("net_revenue_kes").alias("net_revenue_kes"),
         F.countDistinct("order_id").alias("orders"),
+        F.count(F.lit(1)).alias("lines"),
+        F.sum("cost_kes").cast(TOTAL).alias("cost_kes"),
+        F.sum(F.when(F.col("cost_kes").isNull(), 1).otherwise(0)).cast("long").alias("lines_without_cost"),
     )
     return conform(out, schemas.daily_sales)
 
 
-def county_monthly_kpis(fact: DataFrame, counties: DataFrame) -> DataFrame:
-    with_month = fact.withColumn("month", F.trunc("order_date", "month"))
+def customer_orders(fact: DataFrame) -> DataFrame:
+    out = fact.groupBy("customer_pseudonym", "order_id").agg(
+        F.first("order_date").alias("order_date"),
+        F.first("county_code").alias("county_code"),
+        F.first("payment_method").alias("payment_method"),
+        _sum_money("net_revenue_kes").alias("net_revenue_kes"),
+        F.sum("quantity").cast("long").alias("units"),
+        F.count(F.lit(1)).alias("lines"),
+    )
+    return conform(out, schemas.customer_orders)
+
+
+def county_monthly_kpis(orders: DataFrame, counties: DataFrame) -> DataFrame:
+    """From curated.customer_orders (one row per sold order: county, date, revenue, units, payment method)."""
+    names = counties.select("county_code", "county_name", "population_2019")
+    with_month = orders.withColumn("month", F.trunc("order_date", "month"))
     national = with_month.groupBy("month").agg(_sum_money("net_revenue_kes").alias("national_net_revenue_kes"))
-    per_order = with_month.groupBy("county_code", "month", "order_id").agg(
-        F.first("payment_method").alias("payment_method")
-    )
-    mpesa = per_order.groupBy("county_code", "month").agg(
-        (F.sum(F.when(F.col("payment_method") == "mpesa", 1).otherwise(0)) / F.count(F.lit(1))).alias(
-            "mpesa_order_share"
-        )
-    )
     agg = (
         with_month.where(F.col("county_code") != UNKNOWN)
         .groupBy("county_code", "month")
         .agg(
-            F.first("county_name").alias("county_name"),
             _sum_money("net_revenue_kes").alias("net_revenue_kes"),
-            F.countDistinct("order_id").alias("orders"),
+            F.count(F.lit(1)).alias("orders"),
             F.countDistinct("customer_pseudonym").alias("customers"),
-            F.sum("quantity").cast("long").alias("units"),
+            F.sum("units").cast("long").alias("units"),
+            (F.sum(F.when(F.col("payment_method") == "mpesa", 1).otherwise(0)) / F.count(F.lit(1))).alias(
+                "mpesa_order_share"),
         )
     )
-    population = counties.select("county_code", "population_2019")
     out = (
         agg.join(national, "month")
-        .join(mpesa, ["county_code", "month"])
-        .join(F.broadcast(population), "county_code", "left")
+        .join(F.broadcast(names), "county_code", "left")
         .select(
             "county_code", "county_name", "month", "net_revenue_kes", "orders", "customers", "units",
             _div_money(F.col("net_revenue_kes"), F.col("orders")).alias("avg_order_value_kes"),
@@ -109,9 +118,9 @@ def county_monthly_kpis(fact: DataFrame, counties: DataFrame) -> DataFrame:
     return conform(out, schemas.county_monthly_kpis)
 
 
-def category_share_by_county(fact: DataFrame) -> DataFrame:
+def category_share_by_county(daily: DataFrame) -> DataFrame:
     per = (
-        fact.where(F.col("county_code") != UNKNOWN)
+        daily.where(F.col("county_code") != UNKNOWN)
         .groupBy("county_code", "category")
         .agg(F.first("county_name").alias("county_name"), _sum_money("net_revenue_kes").alias("net_revenue_kes"))
     )
@@ -123,15 +132,15 @@ def category_share_by_county(fact: DataFrame) -> DataFrame:
     return conform(out, schemas.category_share_by_county)
 
 
-def top_products_by_county(fact: DataFrame, products: DataFrame, n: int = 10) -> DataFrame:
+def top_products_by_county(daily: DataFrame, products: DataFrame, n: int = 10) -> DataFrame:
     per = (
-        fact.where(F.col("county_code") != UNKNOWN)
+        daily.where(F.col("county_code") != UNKNOWN)
         .groupBy("county_code", "product_id")
         .agg(
             F.first("county_name").alias("county_name"),
             F.first("category").alias("category"),
             _sum_money("net_revenue_kes").alias("net_revenue_kes"),
-            F.sum("quantity").cast("long").alias("units"),
+            F.sum("units").cast("long").alias("units"),
         )
     )
     rank = F.row_number().over(
@@ -143,21 +152,24 @@ def top_products_by_county(fact: DataFrame, products: DataFrame, n: int = 10) ->
     return conform(out, schemas.top_products_by_county)
 
 
-def product_performance(fact: DataFrame, products: DataFrame) -> DataFrame:
-    sold = fact.groupBy("product_id").agg(
-        F.sum("quantity").cast("long").alias("units"),
+def product_performance(daily: DataFrame, products: DataFrame) -> DataFrame:
+    """From curated.daily_sales: an order has one day and one county, so summing daily distinct orders per
+    (day, county) gives each product's distinct orders."""
+    sold = daily.groupBy("product_id").agg(
+        F.sum("units").cast("long").alias("units"),
         _sum_money("net_revenue_kes").alias("net_revenue_kes"),
-        F.countDistinct("order_id").alias("orders"),
+        F.sum("orders").cast("long").alias("orders"),
         F.countDistinct(F.when(F.col("county_code") != UNKNOWN, F.col("county_code"))).alias("counties_reached"),
-        # cost is known for the product only if every sold line has it (it is a product attribute)
         F.sum("cost_kes").cast(TOTAL).alias("__cost"),
-        F.sum(F.when(F.col("cost_kes").isNull(), 1).otherwise(0)).alias("__cost_missing"),
+        F.sum("lines_without_cost").alias("__cost_missing"),
     )
     catalog = products.select("product_id", "product_name", "category", "unit_cost_kes")
     joined = catalog.join(sold, "product_id", "full_outer")
     units = F.coalesce("units", F.lit(0)).cast("long")
     revenue = F.coalesce("net_revenue_kes", F.lit(0)).cast(TOTAL)
-    cost_known = F.when(F.col("units").isNull(), F.col("unit_cost_kes").isNotNull()).otherwise(F.col("__cost_missing") == 0)
+    # the margin is known when the product's unit cost is known for every line sold
+    cost_known = F.when(F.col("units").isNull(), F.col("unit_cost_kes").isNotNull()).otherwise(
+        F.col("__cost_missing") == 0)
     cost = F.when(F.col("units").isNull(), F.lit(0)).otherwise(F.col("__cost")).cast(TOTAL)
     margin = F.when(cost_known, (revenue - cost).cast(TOTAL))
     out = joined.select(
@@ -173,14 +185,3 @@ def product_performance(fact: DataFrame, products: DataFrame) -> DataFrame:
         F.when(cost_known & (revenue > 0), margin.cast("double") / revenue.cast("double")).alias("gross_margin_pct"),
     )
     return conform(out, schemas.product_performance)
-
-
-def customer_orders(fact: DataFrame) -> DataFrame:
-    out = fact.groupBy("customer_pseudonym", "order_id").agg(
-        F.first("order_date").alias("order_date"),
-        F.first("county_code").alias("county_code"),
-        _sum_money("net_revenue_kes").alias("net_revenue_kes"),
-        F.sum("quantity").cast("long").alias("units"),
-        F.count(F.lit(1)).alias("lines"),
-    )
-    return conform(out, schemas.customer_orders)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -25,16 +25,19 @@ from ecommerce_lake.contract import (
     LANDING_FILES,
     LandingFile,
 )
+from ecommerce_lake.logic.parsing import clean, nairobi_date, parse_timestamp
 from ecommerce_lake.platform.landing import Batch, LandingResource
 from ecommerce_lake.platform.schema_meta import struct_type
 from ecommerce_lake.schemas import raw as raw_schemas
 
+DAY_COLUMNS = raw_schemas.DAY_COLUMNS
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+-]*$")
 
 
 @dataclass
 class BatchPlan:
     batch_id: str
+    arrival_day: dt.date | None = None
     headers: dict[str, list[str]] = field(default_factory=dict)  # filename -> header (as written)
     ignored_files: list[str] = field(default_factory=list)
     reason: str | None = None  # set when the whole batch is rejected
@@ -61,7 +64,7 @@ class IngestPlan:
 
 def check_batch(landing: LandingResource, batch: Batch) -> BatchPlan:
     """Validate one complete batch's file names and headers against the contract."""
-    plan = BatchPlan(batch.batch_id)
+    plan = BatchPlan(batch.batch_id, batch.arrival_day)
     if not BATCH_ID_RE.match(batch.batch_id):
         plan.reason = f"batch id {batch.batch_id!r} has characters outside [A-Za-z0-9._:=+-]"
         return plan
@@ -90,11 +93,14 @@ def check_batch(landing: LandingResource, batch: Batch) -> BatchPlan:
     return plan
 
 
-def plan_ingest(landing: LandingResource, seen: set[str]) -> IngestPlan:
+def plan_ingest(landing: LandingResource, seen: set[str], only: str | None = None) -> IngestPlan:
+    """New complete batches (all of them, or just ``only``), validated against the contract."""
     new: list[BatchPlan] = []
     incomplete: list[str] = []
     already = 0
     for batch in landing.list_batches():
+        if only is not None and batch.batch_id != only:
+            continue
         if batch.batch_id in seen:
             already += 1
         elif not batch.complete:
@@ -105,7 +111,9 @@ def plan_ingest(landing: LandingResource, seen: set[str]) -> IngestPlan:
 
 
 def raw_schema(spec: LandingFile) -> T.StructType:
-    return struct_type(raw_schemas.TABLES[spec.name])
+    """The raw table's columns as read from landing (without the partition-day column, added later)."""
+    full = struct_type(raw_schemas.TABLES[spec.name])
+    return T.StructType([f for f in full.fields if f.name not in raw_schemas.DAY_COLUMNS.values()])
 
 
 def read_raw(
@@ -170,6 +178,7 @@ def batch_log(
     spark: SparkSession,
     plans: list[BatchPlan],
     file_rows: dict[str, dict[str, int]],
+    days: dict[str, list[str]],
     ingested_at: dt.datetime,
     run_id: str | None,
 ) -> DataFrame:
@@ -189,6 +198,79 @@ def batch_log(
                 sum(counts.values()) if counts is not None else None,
                 ingested_at,
                 run_id,
+                p.arrival_day,
+                sorted(days.get(p.batch_id, [])),
             )
         )
     return spark.createDataFrame(rows, struct_type(raw_schemas.batch_log))
+
+
+# ---- partition days -----------------------------------------------------------------------------------------
+def _usable(day: Column, arrival: Column, start: dt.date, today: dt.date) -> Column:
+    """``day`` when it is a partition of the lake, else the batch's arrival day (clamped into the range)."""
+    lo, hi = F.lit(start), F.lit(today)
+    fallback = F.least(F.greatest(arrival, lo), hi)
+    return F.when(day.isNotNull() & (day >= lo) & (day <= hi), day).otherwise(fallback)
+
+
+def _arrival(plans: Iterable[BatchPlan]) -> Column:
+    mapping = F.create_map(*[x for p in plans for x in (F.lit(p.batch_id), F.lit(p.arrival_day))])
+    return F.element_at(mapping, F.col("_batch_id"))
+
+
+def assign_days(
+    raw: dict[str, DataFrame],
+    plans: list[BatchPlan],
+    existing_orders: DataFrame | None,
+    start: dt.date,
+    today: dt.date,
+) -> dict[str, DataFrame]:
+    """Add each sales row's partition day, by the rules in ``ecommerce_lake.logic.plan`` (same rules, in Spark).
+
+    ``existing_orders``: (order_id, _batch_id, _row_number, _order_date) of raw orders already in the lake.
+    """
+    arrival = _arrival(plans)
+    corrupt = F.col(CORRUPT_COLUMN).isNotNull()
+
+    def own_day(ts_col: str) -> Column:
+        parsed = nairobi_date(parse_timestamp(ts_col).value)
+        return F.when(corrupt, _usable(F.lit(None).cast("date"), arrival, start, today)).otherwise(
+            _usable(parsed, arrival, start, today))
+
+    orders = raw["orders"].withColumn(DAY_COLUMNS["orders"], own_day("order_ts"))
+    payments = raw["payments"].withColumn(DAY_COLUMNS["payments"], own_day("paid_ts"))
+
+    # An item follows its order: the order's latest row in the same batch (priority 2), else in an earlier
+    # batch of this run (1), else already in the lake (0); otherwise the batch's arrival day.
+    new_versions = orders.where(~corrupt & clean("order_id").isNotNull()).select(
+        clean("order_id").alias("__oid"), F.col("_batch_id").alias("__obatch"),
+        F.col("_row_number").alias("__orow"), F.col(DAY_COLUMNS["orders"]).alias("__oday"),
+        F.lit(True).alias("__new"),
+    )
+    candidates = new_versions
+    if existing_orders is not None:
+        candidates = candidates.unionByName(existing_orders.select(
+            clean("order_id").alias("__oid"), F.col("_batch_id").alias("__obatch"),
+            F.col("_row_number").alias("__orow"), F.col(DAY_COLUMNS["orders"]).alias("__oday"),
+            F.lit(False).alias("__new"),
+        ))
+    items = raw["order_items"].withColumn("__item_oid", clean("order_id"))
+    row_id = ["_source_file", "_row_number"]  # a raw row's identity (deterministic, unlike generated ids)
+    joined = items.select(*row_id, "__item_oid", "_batch_id").join(
+        candidates, F.col("__item_oid") == F.col("__oid"), "inner"
+    ).where(~F.col("__new") | (F.col("__obatch") <= F.col("_batch_id")))
+    priority = (F.when(F.col("__new") & (F.col("__obatch") == F.col("_batch_id")), 2)
+                .when(F.col("__new"), 1).otherwise(0))
+    ranked = joined.withColumn("__priority", priority).withColumn(
+        "__rank", F.row_number().over(Window.partitionBy(*row_id).orderBy(
+            F.col("__priority").desc(), F.col("__obatch").desc(), F.col("__orow").desc())))
+    chosen = ranked.where("__rank = 1").select(*row_id, "__oday")
+    items = items.join(chosen, row_id, "left")
+    item_day = F.when(corrupt | F.col("__item_oid").isNull() | F.col("__oday").isNull(),
+                      _usable(F.lit(None).cast("date"), arrival, start, today)).otherwise(
+        _usable(F.col("__oday"), arrival, start, today))
+    items = items.withColumn(DAY_COLUMNS["order_items"], item_day).drop("__item_oid", "__oday")
+    out = dict(raw)
+    out.update({"orders": orders, "order_items": items, "payments": payments})
+    return {name: df.select(*[F.col(f.name).cast(f.dataType) for f in struct_type(raw_schemas.TABLES[name]).fields])
+            for name, df in out.items()}

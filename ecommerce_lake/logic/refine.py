@@ -9,10 +9,12 @@ row, or rejected – the invariant checked by the ``rows_accounted`` asset check
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import chain
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -36,6 +38,7 @@ from ecommerce_lake.contract import (
 from ecommerce_lake.logic import counties as county_logic
 from ecommerce_lake.logic import pii
 from ecommerce_lake.logic.parsing import (
+    Parsed,
     clean,
     is_number,
     nairobi_date,
@@ -46,6 +49,7 @@ from ecommerce_lake.logic.parsing import (
     parse_timestamp,
     present,
 )
+from ecommerce_lake.partitions import PARTITIONS_START
 from ecommerce_lake.platform.schema_meta import conform
 from ecommerce_lake.schemas import raw as raw_schemas
 from ecommerce_lake.schemas import refined as schemas
@@ -92,17 +96,16 @@ def _base_rules(spec: LandingFile) -> list[Rule]:
     ]
 
 
-def _apply(df: DataFrame, typed: Mapping[str, Column], rules: list[Rule]) -> DataFrame:
+def _apply_columns(typed: Mapping[str, Column], rules: list[Rule]) -> list[Column]:
     order = list(REJECT_RULES)
     rules = sorted(rules, key=lambda r: order.index(r.name))
     failed = F.filter(F.array(*[F.when(r.failed, F.lit(r.name)) for r in rules]), lambda x: x.isNotNull())
     detail = F.concat_ws("; ", *[F.when(r.failed, r.detail) for r in rules])
-    return df.select(
-        "*",
+    return [
         *[c.alias(f"__t_{n}") for n, c in typed.items()],
         F.array_distinct(failed).alias("_rules"),
         detail.alias("_reject_detail"),
-    )
+    ]
 
 
 def _typed(df: DataFrame, names: list[str]) -> DataFrame:
@@ -124,10 +127,46 @@ def _content_hash(spec: LandingFile) -> Column:
     return F.sha2(F.to_json(F.struct(*[clean(c).alias(c) for c in spec.columns])), 256)
 
 
+def _stage(**parsed: Parsed) -> tuple[list[Column], dict[str, Parsed]]:
+    """Evaluate each parser once into columns and hand back references to them: the rules below use a value
+    several times, and referencing a column keeps Spark's plans small (fast to analyse and compile)."""
+    columns = [p.value.alias(f"__v_{n}") for n, p in parsed.items()]
+    columns += [p.invalid.alias(f"__x_{n}") for n, p in parsed.items()]
+    return columns, {n: Parsed(F.col(f"__v_{n}"), F.col(f"__x_{n}")) for n in parsed}
+
+
+@dataclass(frozen=True)
+class ParsePlan:
+    """The column expressions that parse one landing table, built once per SparkSession (building them costs
+    thousands of calls into the JVM; applying them to a DataFrame costs a few)."""
+
+    stage: list[Column]
+    content: Column
+    apply: list[Column]
+    names: list[str]
+
+    def run(self, raw: DataFrame) -> DataFrame:
+        df = raw.select("*", *self.stage, self.content.alias("__content")).select("*", *self.apply)
+        return _typed(df, self.names)
+
+
+_PLANS: dict[tuple[str, int], ParsePlan] = {}
+
+
+def _plan(table: str, build: Callable[[], tuple[list[Column], dict[str, Column], list[Rule]]]) -> ParsePlan:
+    from pyspark import SparkContext
+
+    key = (table, id(SparkContext._active_spark_context))
+    if key not in _PLANS:
+        stage, typed, rules = build()
+        _PLANS[key] = ParsePlan(stage, _content_hash(BY_NAME[table]), _apply_columns(typed, rules), list(typed))
+    return _PLANS[key]
+
+
 # ---- parsing, one function per landing table -----------------------------------------------------
-def parse_customers(raw: DataFrame) -> DataFrame:
-    updated = parse_timestamp("updated_at")
-    signup = parse_date("signup_date")
+def _customers_expressions():
+    stage, p = _stage(updated=parse_timestamp("updated_at"), signup=parse_date("signup_date"))
+    updated, signup = p["updated"], p["signup"]
     typed = {
         "customer_id": clean("customer_id"),
         "full_name": clean("full_name"),
@@ -141,13 +180,17 @@ def parse_customers(raw: DataFrame) -> DataFrame:
         Rule("unparseable_timestamp", updated.invalid, _msg("updated_at", "is not an ISO-8601 timestamp")),
         Rule("unparseable_date", signup.invalid, _msg("signup_date", "is not a YYYY-MM-DD date")),
     ]
-    return _typed(_apply(raw.withColumn("__content", _content_hash(CUSTOMERS)), typed, rules), list(typed))
+    return stage, typed, rules
 
 
-def parse_products(raw: DataFrame) -> DataFrame:
-    updated = parse_timestamp("updated_at")
-    price = parse_amount("list_price_kes")
-    cost = parse_amount("unit_cost_kes")
+def parse_customers(raw: DataFrame) -> DataFrame:
+    return _plan("customers", _customers_expressions).run(raw)
+
+
+def _products_expressions():
+    stage, p = _stage(updated=parse_timestamp("updated_at"), price=parse_amount("list_price_kes"),
+                    cost=parse_amount("unit_cost_kes"))
+    updated, price, cost = p["updated"], p["price"], p["cost"]
     typed = {
         "product_id": clean("product_id"),
         "product_name": clean("product_name"),
@@ -165,7 +208,11 @@ def parse_products(raw: DataFrame) -> DataFrame:
              F.lit("list_price_kes or unit_cost_kes is negative")),
         Rule("unparseable_timestamp", updated.invalid, _msg("updated_at", "is not an ISO-8601 timestamp")),
     ]
-    return _typed(_apply(raw.withColumn("__content", _content_hash(PRODUCTS)), typed, rules), list(typed))
+    return stage, typed, rules
+
+
+def parse_products(raw: DataFrame) -> DataFrame:
+    return _plan("products", _products_expressions).run(raw)
 
 
 def _enum(col: str, aliases: dict[str, str]) -> Column:
@@ -174,11 +221,10 @@ def _enum(col: str, aliases: dict[str, str]) -> Column:
     return F.coalesce(F.element_at(mapping, key), F.lit(UNKNOWN))
 
 
-def parse_orders(raw: DataFrame) -> DataFrame:
-    order_ts = parse_timestamp("order_ts")
-    updated = parse_timestamp("updated_at")
-    fee = parse_amount("shipping_fee_kes")
-    status = normalise_enum("status")
+def _orders_expressions():
+    stage, p = _stage(order_ts=parse_timestamp("order_ts"), updated=parse_timestamp("updated_at"),
+                    fee=parse_amount("shipping_fee_kes"), status=Parsed(normalise_enum("status"), F.lit(False)))
+    order_ts, updated, fee, status = p["order_ts"], p["updated"], p["fee"], p["status"].value
     typed = {
         "order_id": clean("order_id"),
         "customer_id": clean("customer_id"),
@@ -201,15 +247,20 @@ def parse_orders(raw: DataFrame) -> DataFrame:
         Rule("future_order_timestamp", F.coalesce(order_ts.value > F.col("_ingested_at"), F.lit(False)),
              F.concat(_shown("order_ts"), F.lit(" is after the ingestion time "),
                       F.date_format("_ingested_at", "yyyy-MM-dd'T'HH:mm:ss'Z'"))),
+        Rule("date_outside_partitions", F.coalesce(nairobi_date(order_ts.value) < F.lit(PARTITIONS_START), F.lit(False)),
+             F.concat(_shown("order_ts"), F.lit(f" is before the lake's first day {PARTITIONS_START}"))),
     ]
-    return _typed(_apply(raw.withColumn("__content", _content_hash(ORDERS)), typed, rules), list(typed))
+    return stage, typed, rules
 
 
-def parse_order_items(raw: DataFrame) -> DataFrame:
-    line = parse_int("line_number")
-    qty = parse_int("quantity")
-    price = parse_amount("unit_price_kes")
-    disc = parse_amount("discount_kes")
+def parse_orders(raw: DataFrame) -> DataFrame:
+    return _plan("orders", _orders_expressions).run(raw)
+
+
+def _order_items_expressions():
+    stage, p = _stage(line=parse_int("line_number"), qty=parse_int("quantity"),
+                    price=parse_amount("unit_price_kes"), disc=parse_amount("discount_kes"))
+    line, qty, price, disc = p["line"], p["qty"], p["price"], p["disc"]
     discount = F.when(~present("discount_kes"), F.lit(0).cast(T.DecimalType(18, 2))).otherwise(disc.value)
     qty_not_number = present("quantity") & ~is_number("quantity")
     qty_bad = present("quantity") & is_number("quantity") & (qty.invalid | F.coalesce(qty.value < 1, F.lit(True)))
@@ -238,12 +289,16 @@ def parse_order_items(raw: DataFrame) -> DataFrame:
              F.concat(_shown("discount_kes"), F.lit(" exceeds quantity x unit_price_kes = "),
                       line_amount.cast("string"))),
     ]
-    return _typed(_apply(raw.withColumn("__content", _content_hash(ORDER_ITEMS)), typed, rules), list(typed))
+    return stage, typed, rules
 
 
-def parse_payments(raw: DataFrame) -> DataFrame:
-    amount = parse_amount("amount_kes")
-    paid = parse_timestamp("paid_ts")
+def parse_order_items(raw: DataFrame) -> DataFrame:
+    return _plan("order_items", _order_items_expressions).run(raw)
+
+
+def _payments_expressions():
+    stage, p = _stage(amount=parse_amount("amount_kes"), paid=parse_timestamp("paid_ts"))
+    amount, paid = p["amount"], p["paid"]
     typed = {
         "payment_id": clean("payment_id"),
         "order_id": clean("order_id"),
@@ -253,14 +308,22 @@ def parse_payments(raw: DataFrame) -> DataFrame:
         "status": F.lower(clean("status")),
         "mpesa_receipt": clean("mpesa_receipt"),
     }
+    outside = (nairobi_date(paid.value) < F.lit(PARTITIONS_START)) | (paid.value > F.col("_ingested_at"))
     rules = _base_rules(PAYMENTS) + [
         Rule("unparseable_number", amount.invalid, _msg("amount_kes", "is not a KES amount")),
         Rule("unparseable_timestamp", paid.invalid, _msg("paid_ts", "is not an ISO-8601 timestamp")),
+        Rule("date_outside_partitions", F.coalesce(outside, F.lit(False)),
+             F.concat(_shown("paid_ts"), F.lit(f" is before the lake's first day {PARTITIONS_START} or after the "
+                                                "ingestion time"))),
     ]
-    return _typed(_apply(raw.withColumn("__content", _content_hash(PAYMENTS)), typed, rules), list(typed))
+    return stage, typed, rules
 
 
-PARSERS: dict[str, Callable[[DataFrame], DataFrame]] = {
+def parse_payments(raw: DataFrame) -> DataFrame:
+    return _plan("payments", _payments_expressions).run(raw)
+
+
+PARSERS: dict[str, Callable[[DataFrame], DataFrame]] = {  # noqa: RUF012
     "customers": parse_customers,
     "products": parse_products,
     "orders": parse_orders,
@@ -309,8 +372,14 @@ def refine_products(raw: DataFrame) -> DataFrame:
 
 
 def refine_orders(raw: DataFrame, customers: DataFrame, pseudonym_key: bytes) -> DataFrame:
-    spark = raw.sparkSession
-    latest = keep_latest(valid(parse_orders(raw)), ORDERS)
+    """The current version of every order in ``raw`` (all its versions must be there), conformed."""
+    return current_orders(parse_orders(raw), customers, pseudonym_key)
+
+
+def current_orders(parsed: DataFrame, customers: DataFrame, pseudonym_key: bytes) -> DataFrame:
+    """From parsed order rows: the current version of each order, with its county and pseudonym, conformed."""
+    spark = parsed.sparkSession
+    latest = keep_latest(valid(parsed), ORDERS)
     resolved = county_logic.resolve_county(latest, "delivery_county", "delivery", spark)
     customer_county = customers.select(
         "customer_id", F.col("county_code").alias("__customer_code")
@@ -349,12 +418,92 @@ def refine_orders(raw: DataFrame, customers: DataFrame, pseudonym_key: bytes) ->
     return conform(out, schemas.orders)
 
 
-def refine_order_items(raw: DataFrame) -> DataFrame:
-    return conform(keep_latest(valid(parse_order_items(raw)), ORDER_ITEMS), schemas.order_items)
+def in_window(col: str, start: dt.date, end: dt.date) -> Column:
+    return (F.col(col) >= F.lit(start)) & (F.col(col) < F.lit(end))
 
 
-def refine_payments(raw: DataFrame) -> DataFrame:
-    return conform(keep_latest(valid(parse_payments(raw)), PAYMENTS), schemas.payments)
+def _versions(all_rows: DataFrame, in_scope: DataFrame, key: str) -> DataFrame:
+    """Every raw version (any partition) of the keys that have a row in scope."""
+    keys = in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct()
+    return all_rows.join(keys, clean(key) == F.col("__key"), "left_semi")
+
+
+@dataclass
+class SalesInputs:
+    """Raw sales rows for refining the day partitions [start, end)."""
+
+    orders: DataFrame  # raw.orders, every partition (only versions of orders with a row in scope are used)
+    order_items: DataFrame  # raw.order_items, every partition
+    payments: DataFrame  # raw.payments, every partition
+    customers: DataFrame  # refined.customers (customer_id, county_code)
+    refined_order_ids: DataFrame | None  # order_id of refined.orders as it stands (None: no table yet)
+    start: dt.date
+    end: dt.date  # exclusive
+
+
+def _cached(df: DataFrame, held: list[DataFrame]) -> DataFrame:
+    """Persist ``df`` (released by the caller through ``held``). Besides computing it once, this stops Spark
+    from pushing the row-rule filters below the version joins, which would evaluate every rule on every row
+    of the raw table instead of on the versions in scope."""
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    held.append(df)
+    return df
+
+
+def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] | None = None) -> dict[str, DataFrame]:
+    """refined.orders, refined.order_items, refined.payments and refined.sales_rejects for [start, end).
+
+    * orders: the current version of every order with a raw row in scope, kept if its order_date is in scope
+      (an order whose order_ts moved to another day leaves this day);
+    * order lines follow their order's day; lines of unknown orders stay on their raw day;
+    * payments: the current version of every payment with a raw row in scope (paid_date in scope);
+    * rejects: the scope's raw rows that break a rule, on their raw day.
+
+    Intermediate results are persisted and appended to ``held``; unpersist them once the outputs are written.
+    """
+    held = held if held is not None else []
+    day = raw_schemas.DAY_COLUMNS
+    orders_scope = inp.orders.where(in_window(day["orders"], inp.start, inp.end))
+    items_scope = inp.order_items.where(in_window(day["order_items"], inp.start, inp.end))
+    payments_scope = inp.payments.where(in_window(day["payments"], inp.start, inp.end))
+
+    in_scope = in_window("__carry_day", inp.start, inp.end)  # a parsed row's raw day is in scope
+
+    # Each raw row is parsed once; the parsed rows give both the refined versions and the rejects.
+    order_rows = _cached(parse_orders(_carry(_versions(inp.orders, orders_scope, "order_id"), "orders")), held)
+    orders = _cached(current_orders(order_rows, inp.customers, pseudonym_key)
+                     .where(in_window("order_date", inp.start, inp.end)), held)
+
+    current = orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate"))
+    known = current.select("__oid")
+    if inp.refined_order_ids is not None:
+        known = known.unionByName(inp.refined_order_ids.select(F.col("order_id").alias("__oid"))).distinct()
+    of_orders = inp.order_items.join(current, clean("order_id") == F.col("__oid"), "left_semi")
+    item_rows = _cached(parse_order_items(_carry(
+        of_orders.unionByName(items_scope).dropDuplicates(["_source_file", "_row_number"]), "order_items")), held)
+    of_current = item_rows.join(current, F.col("order_id") == F.col("__oid"), "left_semi")
+    orphans = item_rows.where(in_scope).join(known, F.col("order_id") == F.col("__oid"), "left_anti")
+    items = keep_latest(valid(of_current.unionByName(orphans)), ORDER_ITEMS)
+    items = items.join(current, F.col("order_id") == F.col("__oid"), "left")
+    items = items.withColumn("order_date", F.coalesce("__odate", "__carry_day"))
+    items = items.where(in_window("order_date", inp.start, inp.end))
+
+    payment_rows = _cached(parse_payments(_carry(_versions(inp.payments, payments_scope, "payment_id"), "payments")),
+                           held)
+    payments = keep_latest(valid(payment_rows), PAYMENTS)
+    payments = payments.withColumn("paid_date", nairobi_date(F.col("paid_ts")))
+    payments = payments.where(in_window("paid_date", inp.start, inp.end))
+
+    sales_rejects = None
+    for table, rows in (("orders", order_rows), ("order_items", item_rows), ("payments", payment_rows)):
+        part = _reject_rows(rows.where(in_scope), table, partitioned=True)
+        sales_rejects = part if sales_rejects is None else sales_rejects.unionByName(part)
+    return {
+        "orders": orders,
+        "order_items": conform(items, schemas.order_items),
+        "payments": conform(payments, schemas.payments),
+        "sales_rejects": conform(sales_rejects, schemas.sales_rejects),
+    }
 
 
 def counties_table(spark) -> DataFrame:
@@ -381,13 +530,18 @@ def _original_values(spec: LandingFile) -> Column:
     return F.map_filter(values, lambda k, v: v.isNotNull())
 
 
-def rejects_of(raw: DataFrame, table: str) -> DataFrame:
-    """Rows of one raw table that break a row rule, in the refined.rejects shape."""
+def _carry(raw: DataFrame, table: str) -> DataFrame:
+    """Raw rows plus what a reject needs after parsing: original values, the key as written, the raw day."""
     spec = BY_NAME[table]
-    carried = raw.withColumn("__carry_values", _original_values(spec)).withColumn(
+    out = raw.withColumn("__carry_values", _original_values(spec)).withColumn(
         "__carry_key", F.concat_ws("|", *[F.coalesce(clean(c), F.lit("")) for c in spec.key])
     )
-    parsed = PARSERS[table](carried)
+    day_column = raw_schemas.DAY_COLUMNS.get(table)
+    return out.withColumn("__carry_day", F.col(day_column)) if day_column else out
+
+
+def _reject_rows(parsed: DataFrame, table: str, partitioned: bool) -> DataFrame:
+    """Parsed (and carried) rows that break a rule, in the rejects shape."""
     bad = parsed.where(F.size("_rules") > 0)
     return bad.select(
         F.lit(table).alias("table"),
@@ -400,7 +554,13 @@ def rejects_of(raw: DataFrame, table: str) -> DataFrame:
         F.col("__carry_key").alias("record_key"),
         F.col("__carry_values").alias("original_values"),
         F.col("_ingested_at").alias("ingested_at"),
+        *([F.col("__carry_day").alias("partition_date")] if partitioned else []),
     )
+
+
+def rejects_of(raw: DataFrame, table: str) -> DataFrame:
+    """Rows of one (unpartitioned) raw table that break a row rule, in the rejects shape."""
+    return _reject_rows(PARSERS[table](_carry(raw, table)), table, partitioned=False)
 
 
 def rejects(raw_tables: Mapping[str, DataFrame]) -> DataFrame:

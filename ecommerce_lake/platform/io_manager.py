@@ -20,9 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
+from pyspark.sql import functions as F
 
 from ecommerce_lake.platform.lake import LakeError, LakeResource, WriteResult, catalog_name
 from ecommerce_lake.platform.schema_meta import dataframe_table_schema
+
+
+MONTH_COLUMN = "_month"  # physical partition column of time-partitioned tables, managed here
 
 
 def _is_spark_dataframe(obj: Any) -> bool:
@@ -73,7 +77,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         zorder_by = list(meta.get("zorder_by") or [])
         replace_key = meta.get("replace_key")
 
-        replace_where: str | None = None
+        predicates: list[str] = []
         partitions_written: list[str] = []
         if context.has_asset_partitions:
             if not partition_expr:
@@ -84,11 +88,14 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             time_window = None
             if isinstance(context.asset_partitions_def, dg.TimeWindowPartitionsDefinition):
                 time_window = context.asset_partitions_time_window
+                if not partition_by:  # physical layout: one directory per month of the partition column
+                    obj = obj.withColumn(MONTH_COLUMN, F.trunc(F.col(partition_expr), "month"))
+                    partition_by = [MONTH_COLUMN]
             partitions_written = list(context.asset_partition_keys)
-            replace_where = partition_predicate(
+            predicates.append(partition_predicate(
                 partition_expr, context.asset_partitions_def, time_window, partitions_written
-            )
-        elif replace_key:
+            ))
+        if replace_key:
             values = _runtime_value(context, "lake/replace_values")
             if values is None:  # not announced by the asset: find them (one extra pass over the output)
                 values = [r[0] for r in obj.select(replace_key).distinct().collect() if r[0] is not None]
@@ -97,8 +104,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 context.log.info(f"{name}: nothing new to write (no {replace_key} values); table unchanged")
                 self._record_unchanged(context)
                 return
-            replace_where = partition_predicate(replace_key, None, None, values)
-            partitions_written = values
+            predicates.append(partition_predicate(replace_key, None, None, values))
+            if not context.has_asset_partitions:
+                partitions_written = values
+        replace_where = " AND ".join(predicates) if predicates else None
 
         result = self.lake.write(
             obj,

@@ -4,7 +4,8 @@ The jars are pinned by coordinates *and* SHA-256, grouped by feature:
 
 * ``delta``  – always on the classpath (Delta Lake for Spark 4.0);
 * ``s3``     – hadoop-aws (must equal the Hadoop inside the pyspark wheel, 3.4.1) and the AWS SDK v2 bundle;
-  fetched when the lake or landing zone is on S3, or with ``ecommerce-lake setup --all``.
+  fetched when the lake or landing zone is on S3, or with ``ecommerce-lake setup --all``;
+* ``postgres`` – the PostgreSQL JDBC driver for a Hive metastore server (``setup --all``).
 
 They are downloaded into ``ECOMMERCE_LAKE_JARS_DIR`` (default ``~/.cache/ecommerce_lake/jars``) over HTTPS,
 verified, and moved into place atomically. A jar that is already present with the right checksum is never
@@ -64,6 +65,11 @@ JAR_GROUPS: dict[str, tuple[Jar, ...]] = {
             "890bf9f2a80488f7a8aa8277d64d13a9ea3a3cdff8607ef3b63a878d8b467b41", 558001584),
         Jar("org.wildfly.openssl", "wildfly-openssl", "1.1.3.Final",
             "4e7d50a877822ba7561fa6a0109691b30b23a784eba3f3f8fbbf5ea866500786", 436580),
+    ),
+    # For a Hive metastore server backed by PostgreSQL (docker/bin/hive-metastore); never on Spark's classpath.
+    "postgres": (
+        Jar("org.postgresql", "postgresql", "42.7.4",
+            "188976721ead8e8627eb6d8389d500dccc0c9bebd885268a3047180274a6031e", 1086687),
     ),
 }
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ecommerce_lake.platform.spark import SparkResource
@@ -70,6 +73,19 @@ class LakeResource(dg.ConfigurableResource):
 
     root: str = Field(description="Lake root: a local path or s3a://bucket/prefix.")
     spark: SparkResource
+    s3: S3Resource = Field(default_factory=S3Resource, description="For verifying an s3a:// lake bucket.")
+    verify_bucket: bool = Field(default=False, description="Verify the lake bucket when a run starts (prod).")
+    configure_bucket: bool = Field(default=False, description="Configure what the bucket lacks (encryption, "
+                                   "versioning, public access block) instead of failing.")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.verify_bucket and self.root.startswith("s3a://"):
+            from ecommerce_lake.platform.bucket import ensure_bucket
+
+            bucket = self.root[len("s3a://"):].split("/", 1)[0]
+            report = ensure_bucket(self.s3.get_client(), bucket, configure=self.configure_bucket)
+            if context.log and report.configured:
+                context.log.info(f"lake bucket s3://{bucket}: configured {', '.join(report.configured)}")
 
     # ---- naming -------------------------------------------------------------------------------
     def table_uri(self, asset_key: dg.AssetKey) -> str:
@@ -102,6 +118,8 @@ class LakeResource(dg.ConfigurableResource):
         if version is not None:
             reader = reader.option("versionAsOf", version)
         df = reader.load(uri)
+        if "_month" in df.columns:  # physical partition column managed by the IO manager, not part of the data
+            df = df.drop("_month")
         if where:
             df = df.where(where)
         if columns:
@@ -215,37 +233,70 @@ class LakeResource(dg.ConfigurableResource):
 
     # ---- catalog ------------------------------------------------------------------------------
     def register(self, asset_key: dg.AssetKey) -> str:
-        """Register the table in the catalog as ``<layer>.<table>`` (idempotent; re-points moved tables)."""
-        spark = self.session()
+        """Register the table in the catalog as ``<layer>.<table>`` (idempotent; re-points moved tables).
+
+        With the embedded metastore, registrations are also noted in a small file next to its database, so a
+        new process does not start the metastore client (seconds) only to learn a table is already there.
+        """
         layer, table = table_parts(asset_key)
         name = f"{layer}.{table}"
         uri = self.table_uri(asset_key)
-        if _REGISTERED.get(name) == uri:
+        if _REGISTERED.get(name) == uri or self._noted().get(name) == uri:
+            _REGISTERED[name] = uri
             return name
+        spark = self.session()
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
         current = None
         if spark.catalog.tableExists(name):
             rows = spark.sql(f"DESCRIBE DETAIL {name}").select("location").collect()
             current = rows[0]["location"] if rows else None
-        if current is not None and _same_location(current, uri):
-            _REGISTERED[name] = uri
-            return name
-        if current is not None:
+        if current is not None and not _same_location(current, uri):
             log.info("re-registering %s: %s -> %s", name, current, uri)
             spark.sql(f"DROP TABLE IF EXISTS {name}")  # external table: drops the entry, never the data
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{uri}'")
+            current = None
+        if current is None:
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{uri}'")
         _REGISTERED[name] = uri
+        self._note(name, uri)
         return name
+
+    def _registry_file(self) -> Path | None:
+        if self.spark.metastore_uri or not self.spark.metastore_dir:
+            return None  # a shared metastore server: always ask it
+        db = Path(self.spark.metastore_dir).expanduser() / "metastore_db"
+        return db / "ecommerce_lake_tables.json" if db.is_dir() else None
+
+    def _noted(self) -> dict[str, str]:
+        path = self._registry_file()
+        if path is None or not path.exists():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _note(self, name: str, uri: str) -> None:
+        path = self._registry_file()
+        if path is None:
+            return
+        noted = {**self._noted(), name: uri}
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(noted, sort_keys=True))
+        os.replace(tmp, path)
 
     # ---- internals ----------------------------------------------------------------------------
     def _commit_with_token(self, uri: str, token: str) -> dict:
+        """Our commit, found by its token; Delta records no commit for a write that changes nothing (no rows
+        written, none replaced): then the table's current version, with no metrics."""
         from delta.tables import DeltaTable
 
-        for row in DeltaTable.forPath(self.session(), uri).history(10).collect():
+        history = DeltaTable.forPath(self.session(), uri).history(10).collect()
+        for row in history:
             meta = row["userMetadata"]
             if meta and token in meta:
                 return row.asDict(recursive=True)
-        raise LakeError(f"could not find the Delta commit just written to {uri}")
+        return {"version": history[0]["version"], "operation": "NONE (nothing to change)",
+                "operationMetrics": {"numOutputRows": "0", "numFiles": "0", "numOutputBytes": "0"}}
 
 
 def _shape(schema) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ incomplete batches are listed (so callers can say why they were skipped) but nev
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from ecommerce_lake.contract import SUCCESS_MARKER
@@ -24,14 +26,26 @@ class Batch:
     batch_id: str
     complete: bool
     files: tuple[str, ...] = field(default=())  # file names in the batch folder (without the marker)
+    completed_at: dt.datetime | None = None  # when the _SUCCESS marker was written (UTC)
+
+    @property
+    def arrival_day(self) -> dt.date:
+        """The batch's arrival day (rows whose own date is unusable are filed under it): the date the batch
+        id starts with (``2025-11-30``, ``2025-11-30T0215Z``...), else the Nairobi date its _SUCCESS marker
+        was written."""
+        try:
+            return dt.date.fromisoformat(self.batch_id[:10])
+        except ValueError:
+            pass
+        at = self.completed_at or dt.datetime.now(dt.timezone.utc)
+        return (at.astimezone(dt.timezone.utc) + dt.timedelta(hours=3)).date()
 
 
 class LandingResource(dg.ConfigurableResource):
     """Lists batches and reads CSV headers; Spark reads the data itself via :meth:`spark_path`."""
 
     root: str = Field(description="Landing root: a local path or s3://bucket/prefix.")
-    s3_endpoint: str = ""
-    s3_region: str = "us-east-1"
+    s3: S3Resource = Field(default_factory=S3Resource, description="dagster-aws S3 resource (for s3:// roots).")
 
     # ---- location helpers -----------------------------------------------------------------------
     @property
@@ -44,9 +58,7 @@ class LandingResource(dg.ConfigurableResource):
         return parsed.netloc, (prefix.rstrip("/") + "/") if prefix else ""
 
     def _s3(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.s3_endpoint or None, region_name=self.s3_region)
+        return self.s3.get_client()
 
     def spark_path(self, batch_id: str, filename: str) -> str:
         """Where Spark reads a landing file (s3a:// for S3)."""
@@ -58,7 +70,7 @@ class LandingResource(dg.ConfigurableResource):
     # ---- listing ------------------------------------------------------------------------------
     def list_batches(self, after: str | None = None) -> list[Batch]:
         """All batches (complete or not), sorted by id; only ids greater than ``after`` when given."""
-        batches = self._list_s3() if self.is_s3 else self._list_local()
+        batches = self._list_s3(after) if self.is_s3 else self._list_local()
         batches.sort(key=lambda b: b.batch_id)
         if after is not None:
             batches = [b for b in batches if b.batch_id > after]
@@ -74,33 +86,56 @@ class LandingResource(dg.ConfigurableResource):
                 if not entry.is_dir() or entry.name.startswith((".", "_")):
                     continue
                 names = sorted(os.listdir(entry.path))
+                completed_at = None
+                if SUCCESS_MARKER in names:
+                    mtime = os.stat(os.path.join(entry.path, SUCCESS_MARKER)).st_mtime
+                    completed_at = dt.datetime.fromtimestamp(mtime, dt.timezone.utc)
                 out.append(
                     Batch(
                         entry.name,
                         SUCCESS_MARKER in names,
                         tuple(n for n in names if n != SUCCESS_MARKER and not n.startswith(".")),
+                        completed_at,
                     )
                 )
         return out
 
-    def _list_s3(self) -> list[Batch]:
+    def _list_s3(self, after: str | None = None) -> list[Batch]:
         bucket, prefix = self._bucket_prefix()
         client = self._s3()
         files: dict[str, list[str]] = {}
+        completed: dict[str, dt.datetime] = {}
         paginator = client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        kwargs = {"Bucket": bucket, "Prefix": prefix}
+        if after:  # keys sort like batch ids: skip everything up to the cursor server-side
+            kwargs["StartAfter"] = f"{prefix}{after}/\uffff"
+        for page in paginator.paginate(**kwargs):
             for obj in page.get("Contents", []):
                 rest = obj["Key"][len(prefix) :]
                 batch_id, sep, name = rest.partition("/")
                 if not sep or not name or "/" in name or batch_id.startswith((".", "_")):
                     continue
                 files.setdefault(batch_id, []).append(name)
+                if name == SUCCESS_MARKER:
+                    completed[batch_id] = obj["LastModified"]
         return [
-            Batch(b, SUCCESS_MARKER in names, tuple(sorted(n for n in names if n != SUCCESS_MARKER)))
+            Batch(b, SUCCESS_MARKER in names, tuple(sorted(n for n in names if n != SUCCESS_MARKER)),
+                  completed.get(b))
             for b, names in files.items()
         ]
 
     # ---- reading ------------------------------------------------------------------------------
+    def read_text(self, batch_id: str, filename: str) -> str:
+        """A whole landing file as text (BOM stripped); used by the sensor to plan a batch's partitions."""
+        if self.is_s3:
+            bucket, prefix = self._bucket_prefix()
+            body = self._s3().get_object(Bucket=bucket, Key=f"{prefix}{batch_id}/{filename}")["Body"].read()
+            text = body.decode("utf-8", errors="replace")
+        else:
+            with open(Path(self.root) / batch_id / filename, encoding="utf-8", errors="replace", newline="") as fh:
+                text = fh.read()
+        return text.lstrip("\ufeff")
+
     def read_header(self, batch_id: str, filename: str) -> list[str]:
         """The header row of a landing CSV (BOM stripped, names trimmed)."""
         if self.is_s3:

@@ -233,8 +233,14 @@ class ValidationReport:
         return [r for r in self.rules if r.rule.split(":")[0] == kind]
 
 
-def validate(df: DataFrame, schema: pa.DataFrameSchema, sample_size: int = 5) -> ValidationReport:
-    """Evaluate every rule of ``schema`` on ``df`` in one aggregation (plus one for key uniqueness)."""
+def validate(
+    df: DataFrame, schema: pa.DataFrameSchema, sample_size: int = 5, key_scope: DataFrame | None = None
+) -> ValidationReport:
+    """Evaluate every rule of ``schema`` on ``df`` in one aggregation.
+
+    Key uniqueness is evaluated on ``key_scope`` when given (e.g. the whole table, when ``df`` holds only the
+    partitions just written: a key must be unique across partitions too), else in the same aggregation.
+    """
     from pyspark.sql import functions as F
 
     _assert_supported(schema)
@@ -261,10 +267,18 @@ def validate(df: DataFrame, schema: pa.DataFrameSchema, sample_size: int = 5) ->
     key = [k for k in (schema.unique or []) if k in actual]
     aggs = [F.count(F.lit(1)).alias("__rows")]
     aggs += [F.sum(F.when(expr, 1).otherwise(0)).alias(f"r{i}") for i, (_, _, expr) in enumerate(rules)]
-    if key:  # rows minus distinct keys = rows that repeat a key (null keys count as keys here)
+    if key and key_scope is None:  # rows minus distinct keys = rows that repeat a key
         aggs.append(F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("__keys"))
     row = df.agg(*aggs).collect()[0]  # one Spark job evaluates every rule
     rows = int(row["__rows"])
+    key_df, key_rows, distinct_keys = df, rows, row["__keys"] if key and key_scope is None else None
+    if key and key_scope is not None:
+        # rows of the whole table sharing a key with the checked rows (a key must be unique across partitions)
+        checked = df.select(*key).distinct()
+        key_df = key_scope.select(*key).join(checked, key, "left_semi")
+        krow = key_df.agg(F.count(F.lit(1)).alias("n"),
+                          F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("d")).collect()[0]
+        key_rows, distinct_keys = int(krow["n"]), krow["d"]
     results: list[RuleResult] = []
     for i, (rule, column_name, expr) in enumerate(rules):
         failures = int(row[f"r{i}"] or 0)
@@ -274,10 +288,10 @@ def validate(df: DataFrame, schema: pa.DataFrameSchema, sample_size: int = 5) ->
             samples = [r.asDict() for r in df.where(expr).select(*shown).limit(sample_size).collect()]
         results.append(RuleResult(rule, column_name, failures, _jsonable(samples)))
     if key:
-        repeated = rows - int(row["__keys"])
+        repeated = key_rows - int(distinct_keys)
         samples = []
         if repeated:
-            dup = df.groupBy(*key).count().where(F.col("count") > 1)
+            dup = key_df.groupBy(*key).count().where(F.col("count") > 1)
             samples = [r.asDict() for r in dup.orderBy(F.col("count").desc()).limit(sample_size).collect()]
         results.append(RuleResult("unique_key:" + ",".join(key), None, repeated, _jsonable(samples)))
     return ValidationReport(schema.name, rows, not problems, problems, results)

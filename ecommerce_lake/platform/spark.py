@@ -6,6 +6,7 @@ Dagster runs every step of our jobs in the run's own process (the in-process exe
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
+AWS_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_CONF = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "secret", "password", "token")
 _SESSION: SparkSession | None = None
 _FINGERPRINT: tuple | None = None
 _STARTUP_SECONDS: float | None = None
@@ -69,6 +72,8 @@ class SparkResource(dg.ConfigurableResource):
             "spark.sql.session.timeZone": "UTC",
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             "spark.ui.showConsoleProgress": "false",
+            "spark.redaction.regex": "(?i)secret|password|token|access[._]key",
+            "spark.log.structuredLogging.enabled": "false",
             "spark.driver.memory": self.driver_memory,
             "spark.pyspark.python": sys.executable,
             "spark.pyspark.driver.python": sys.executable,
@@ -99,6 +104,12 @@ class SparkResource(dg.ConfigurableResource):
                     "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
                 }
             )
+            if not self.master.startswith("local"):
+                # Executors on other machines take credentials from their own environment (instance profile,
+                # or the standard variables passed on here); Spark redacts them in its UI and logs.
+                for var in AWS_CREDENTIAL_VARS:
+                    if os.environ.get(var):
+                        conf[f"spark.executorEnv.{var}"] = os.environ[var]
             if self.s3_endpoint:
                 conf["spark.hadoop.fs.s3a.endpoint"] = self.s3_endpoint
                 if self.s3_endpoint.startswith("http://"):
@@ -129,6 +140,7 @@ class SparkResource(dg.ConfigurableResource):
             _STARTUP_SECONDS = time.monotonic() - started
             log.info("SparkSession started on %s in %.1f s", self.master, _STARTUP_SECONDS)
             _SESSION, _FINGERPRINT = session, fingerprint
+            atexit.register(stop_session)  # a clean stop: cluster masters record the application as finished
             return session
 
 
@@ -161,6 +173,7 @@ _QUIET_LOGGERS = (
     "org.apache.spark.util.SparkStringUtils",
     "org.apache.hadoop.util.NativeCodeLoader",
     "org.apache.spark.sql.internal.SharedState",
+    "DataFrameQueryContextLogger",  # repeats every analysis error with a full JVM stack; Python raises it anyway
 )
 
 
@@ -169,3 +182,9 @@ def quiet_jvm_loggers(session: SparkSession) -> None:
     level = jvm.org.apache.logging.log4j.Level.ERROR
     for name in _QUIET_LOGGERS:
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, level)
+
+
+def redacted(conf: dict[str, str]) -> dict[str, str]:
+    """The configuration with secret values hidden (for printing)."""
+    return {k: ("*********(redacted)" if any(w.lower() in k.lower() for w in SECRET_CONF) else v)
+            for k, v in conf.items()}

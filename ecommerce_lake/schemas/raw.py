@@ -9,6 +9,7 @@ import pandera.pyspark as pa
 
 from ecommerce_lake.contract import CORRUPT_COLUMN, EXTRA_COLUMN, LANDING_FILES, LandingFile
 from ecommerce_lake.schemas._base import (
+    DATE,
     INT,
     LONG,
     LONG_MAP,
@@ -21,6 +22,13 @@ from ecommerce_lake.schemas._base import (
 )
 
 PII_COLUMNS = {"customers": ("full_name", "email", "phone")}
+# Sales-bearing raw tables are partitioned by day (see ecommerce_lake.logic.plan for how a row's day is found).
+DAY_COLUMNS = {"orders": "_order_date", "order_items": "_order_date", "payments": "_paid_date"}
+DAY_DESCRIPTIONS = {
+    "orders": "Partition day: the Nairobi date of order_ts (the batch's arrival day if unreadable).",
+    "order_items": "Partition day: the day of the line's order (the batch's arrival day if the order is unknown).",
+    "payments": "Partition day: the Nairobi date of paid_ts (the batch's arrival day if unreadable).",
+}
 
 
 def _raw_table(spec: LandingFile) -> pa.DataFrameSchema:
@@ -40,6 +48,8 @@ def _raw_table(spec: LandingFile) -> pa.DataFrameSchema:
     columns["_source_file"] = column(STRING, "Landing file: <batch_id>/<file>.")
     columns["_row_number"] = column(INT, "Data row number (1-based) within the file.", checks=[pa.Check.ge(1)])
     columns["_ingested_at"] = column(TIMESTAMP, "When the batch was ingested (UTC).")
+    if spec.name in DAY_COLUMNS:
+        columns[DAY_COLUMNS[spec.name]] = column(DATE, DAY_DESCRIPTIONS[spec.name])
     return table(
         f"raw.{spec.name}",
         f"Every row of every accepted batch's {spec.filename}, appended by batch. Key columns: "
@@ -67,6 +77,8 @@ batch_log = table(
                        checks=[pa.Check.ge(0)]),
         "ingested_at": column(TIMESTAMP, "When the batch was processed (UTC)."),
         "run_id": column(STRING, "Dagster run that processed it.", nullable=True),
+        "arrival_day": column(DATE, "Nairobi date the batch's _SUCCESS marker was written.", nullable=True),
+        "days": column(STRINGS, "Day partitions its sales rows (orders, order_items, payments) landed in."),
     },
     key=["batch_id"],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.contract import CHANNELS, LANDING_FILES, ORDER_STATUSES, PAYMENT_METHODS, REJECT_RULES, UNKNOWN
+from ecommerce_lake.contract import CHANNELS, ORDER_STATUSES, PAYMENT_METHODS, REJECT_RULES, UNKNOWN
 from ecommerce_lake.schemas._base import (
     DATE,
     HEX64,
@@ -118,7 +118,8 @@ orders = table(
 
 order_items = table(
     "refined.order_items",
-    "One row per order line (order_id, line_number): the line from the latest batch, then the latest row.",
+    "One row per order line (order_id, line_number): the line from the latest batch, then the latest row. "
+    "Partitioned by its order's day.",
     {
         "order_id": column(STRING, "Order id.", lineage=["raw.order_items.order_id"]),
         "line_number": column(INT, "Line number within the order.", checks=[pa.Check.ge(1)],
@@ -130,6 +131,8 @@ order_items = table(
                                  lineage=["raw.order_items.unit_price_kes"]),
         "discount_kes": column(MONEY, "Line discount in KES (empty = 0; never above quantity x unit price).",
                                checks=[pa.Check.ge(0)], lineage=["raw.order_items.discount_kes"]),
+        "order_date": column(DATE, "Partition: the order's order_date (the line's raw day if the order is "
+                             "unknown).", lineage=["refined.orders.order_date"]),
         **lineage_columns("raw.order_items"),
     },
     key=["order_id", "line_number"],
@@ -137,7 +140,7 @@ order_items = table(
 
 payments = table(
     "refined.payments",
-    "One row per payment: the row from the latest batch, then the latest row.",
+    "One row per payment: the row from the latest batch, then the latest row. Partitioned by paid_date.",
     {
         "payment_id": column(STRING, "Payment id.", lineage=["raw.payments.payment_id"]),
         "order_id": column(STRING, "Order id.", lineage=["raw.payments.order_id"]),
@@ -145,6 +148,7 @@ payments = table(
                          checks=[pa.Check.isin([*PAYMENT_METHODS, UNKNOWN])], lineage=["raw.payments.method"]),
         "amount_kes": column(MONEY, "Amount in KES (negative for refunds).", lineage=["raw.payments.amount_kes"]),
         "paid_ts": column(TIMESTAMP, "Payment time (UTC instant).", lineage=["raw.payments.paid_ts"]),
+        "paid_date": column(DATE, "Partition: the Nairobi date of paid_ts.", lineage=["raw.payments.paid_ts"]),
         "status": column(STRING, "Payment status, lower case.", lineage=["raw.payments.status"]),
         "mpesa_receipt": column(STRING, "M-Pesa receipt code.", nullable=True,
                                 lineage=["raw.payments.mpesa_receipt"]),
@@ -153,12 +157,9 @@ payments = table(
     key=["payment_id"],
 )
 
-rejects = table(
-    "refined.rejects",
-    "Every landing row that broke a row rule, with the rule, where it came from and its original values "
-    "(personal data redacted). Together with the refined tables it accounts for every raw row.",
-    {
-        "table": column(STRING, "Landing table.", checks=[pa.Check.isin([f.name for f in LANDING_FILES])]),
+def _rejects(name: str, tables: list[str], description: str, partitioned: bool) -> pa.DataFrameSchema:
+    columns = {
+        "table": column(STRING, "Landing table.", checks=[pa.Check.isin(tables)]),
         "rule": column(STRING, "First rule broken.", checks=[pa.Check.isin(list(REJECT_RULES))]),
         "rules": column(STRINGS, "Every rule broken."),
         "detail": column(STRING, "Human-readable explanation naming the offending values."),
@@ -170,8 +171,21 @@ rejects = table(
         "original_values": column(STRING_MAP,
                                   "Column -> value as it arrived; personal data replaced by [redacted]."),
         "ingested_at": column(TIMESTAMP, "When the row was ingested into raw."),
-    },
-    key=["source_file", "row_number"],
+    }
+    if partitioned:
+        columns["partition_date"] = column(DATE, "Partition: the raw row's day.")
+    return table(name, description, columns, key=["source_file", "row_number"])
+
+
+rejects = _rejects(
+    "refined.rejects", ["customers", "products"],
+    "Every customers and products landing row that broke a row rule, with the rule, where it came from and its "
+    "original values (personal data redacted). Sales rows' rejects are in refined.sales_rejects.", False,
+)
+sales_rejects = _rejects(
+    "refined.sales_rejects", ["orders", "order_items", "payments"],
+    "Every orders, order_items and payments landing row that broke a row rule, partitioned by the raw row's day. "
+    "Together with the refined tables it accounts for every raw row.", True,
 )
 
-ALL = (counties, customers, products, orders, order_items, payments, rejects)
+ALL = (counties, customers, products, orders, order_items, payments, rejects, sales_rejects)

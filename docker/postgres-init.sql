@@ -1,0 +1,2 @@
+-- The Hive metastore keeps its catalog in its own database next to Dagster's.
+CREATE DATABASE metastore;

@@ -1,0 +1,255 @@
+"""The same code in production configurations, on real servers on 127.0.0.1: the lake on S3 (a real S3 API
+server), a Spark standalone cluster with a thrift Hive metastore, Dagster on PostgreSQL with its webserver,
+daemon and code server, and the docker/ stack's files and commands."""
+
+import datetime as dt
+import os
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from ecommerce_lake.generator.generate import GeneratorConfig, generate
+from ecommerce_lake_tests import oracle
+from ecommerce_lake_tests.servers import (
+    BIN,
+    REPO,
+    S3_ENV,
+    free_port,
+    hive_metastore,
+    http_json,
+    moto_s3,
+    postgres,
+    process,
+    spark_cluster,
+    wait_for,
+)
+
+KEY = "test-pseudonym-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("s3")
+    with moto_s3(workdir) as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint, **{
+            "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"})
+        yield endpoint, client
+
+
+@pytest.fixture(scope="module")
+def landing_data(tmp_path_factory):
+    """Small generated batches, kept locally too for the independent computation."""
+    local = tmp_path_factory.mktemp("landing") / "exports"
+    generate(GeneratorConfig(out=local, seed=11, days=6, customers=120, products=30, lines=800, dirty_rate=0.03,
+                             end_date=dt.date(2025, 10, 31)))
+    expected = oracle.expected_fact_sales(oracle.read_landing(local), dt.datetime.now(dt.timezone.utc))
+    return local, expected
+
+
+def _upload(client, local: Path, bucket: str, prefix: str) -> None:
+    for path in sorted(local.rglob("*")):
+        if path.is_file() and path.name != "_SUCCESS":
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
+    for marker in sorted(local.rglob("_SUCCESS")):  # markers last, as an exporter writes them
+        client.upload_file(str(marker), bucket, f"{prefix}/{marker.relative_to(local).as_posix()}")
+
+
+def _env(tmp: Path, endpoint: str, **extra) -> dict:
+    return {**os.environ, **S3_ENV,
+            "ECOMMERCE_LAKE_ENV": "prod", "ECOMMERCE_LAKE_HOME": str(tmp / "home"), "DAGSTER_HOME": str(tmp / "dh"),
+            "ECOMMERCE_LAKE_S3_ENDPOINT": endpoint, "ECOMMERCE_LAKE_S3_PATH_STYLE": "true",
+            "ECOMMERCE_LAKE_PSEUDONYM_KEY": KEY, **extra}
+
+
+def _cli(args: list[str], env: dict, timeout: int = 1200) -> subprocess.CompletedProcess:
+    (Path(env["DAGSTER_HOME"])).mkdir(parents=True, exist_ok=True)
+    return subprocess.run([str(BIN / "ecommerce-lake"), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def _fact_total(env: dict, root: str) -> tuple[Decimal, int]:
+    from ecommerce_lake.platform.lake_reader import LakeReaderResource
+
+    os.environ.update(S3_ENV)
+    reader = LakeReaderResource(root=root, s3_endpoint=env["ECOMMERCE_LAKE_S3_ENDPOINT"], s3_path_style=True)
+    import dagster as dg
+
+    table = reader.read(dg.AssetKey(["curated", "fact_sales"]), ["net_revenue_kes"], cache=False)
+    return sum(table.column("net_revenue_kes").to_pylist(), Decimal("0")), table.num_rows
+
+
+def test_bucket_is_verified_and_configured_in_prod(s3, tmp_path):
+    endpoint, client = s3
+    client.create_bucket(Bucket="unsafe-lake")
+    env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://unsafe-lake/x", ECOMMERCE_LAKE_LANDING="s3://unsafe-lake/l")
+    refused = _cli(["setup"], env)
+    assert refused.returncode != 0
+    assert "lacks default encryption, versioning, public access block" in refused.stderr + refused.stdout
+    ok = _cli(["setup"], {**env, "ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET": "true"})
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    rules = client.get_bucket_encryption(Bucket="unsafe-lake")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert client.get_bucket_versioning(Bucket="unsafe-lake")["Status"] == "Enabled"
+    block = client.get_public_access_block(Bucket="unsafe-lake")["PublicAccessBlockConfiguration"]
+    assert all(block[k] for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"))
+
+
+def test_the_lake_on_s3(s3, landing_data, tmp_path):
+    """ECOMMERCE_LAKE_ROOT=s3a://..., landing under s3://...: everything works unchanged."""
+    endpoint, client = s3
+    local, expected = landing_data
+    client.create_bucket(Bucket="lake")
+    client.create_bucket(Bucket="landing")
+    _upload(client, local, "landing", "exports")
+    env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://lake/ecommerce",
+               ECOMMERCE_LAKE_LANDING="s3://landing/exports", ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET="true")
+    result = _cli(["run"], env)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    total, lines = _fact_total(env, "s3a://lake/ecommerce")
+    assert total == sum(expected["net_revenue_kes"], Decimal("0")) and lines == len(expected)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="ecommerce/curated/fact_sales/")["Contents"]]
+    assert any(k.endswith(".parquet") for k in keys) and any("_delta_log" in k for k in keys)
+    assert client.get_bucket_versioning(Bucket="lake")["Status"] == "Enabled"
+
+
+def test_the_lake_on_a_spark_cluster_with_a_thrift_metastore(s3, landing_data, tmp_path):
+    """The same definitions on a Spark standalone cluster (master + worker on 127.0.0.1), data on S3 only, the
+    catalog in a Hive metastore server that a second process queries."""
+    endpoint, client = s3
+    local, expected = landing_data
+    client.create_bucket(Bucket="cluster-lake")
+    client.create_bucket(Bucket="cluster-landing")
+    _upload(client, local, "cluster-landing", "exports")
+    s3_env = {**S3_ENV, "ECOMMERCE_LAKE_S3_ENDPOINT": endpoint, "ECOMMERCE_LAKE_S3_PATH_STYLE": "true"}
+    with spark_cluster(tmp_path) as (master, master_json), hive_metastore(tmp_path, env=s3_env) as thrift:
+        env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://cluster-lake/ecommerce",
+                   ECOMMERCE_LAKE_LANDING="s3://cluster-landing/exports", ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET="true",
+                   ECOMMERCE_LAKE_SPARK_MASTER=master, ECOMMERCE_LAKE_HIVE_METASTORE_URI=thrift,
+                   ECOMMERCE_LAKE_SPARK_CONF="spark.executor.memory=2g;spark.executor.cores=2",
+                   SPARK_LOCAL_IP="127.0.0.1")
+        result = _cli(["run"], env, timeout=2400)
+        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+        status = wait_for(lambda: (s := http_json(master_json))["completedapps"] and s, 60, "application on the master")
+        assert any(a["name"] == "ecommerce_lake" for a in status["completedapps"]), status
+        total, lines = _fact_total(env, "s3a://cluster-lake/ecommerce")
+        assert total == sum(expected["net_revenue_kes"], Decimal("0")) and lines == len(expected)
+        query = _cli(["sql", "select count(*) as n from curated.fact_sales"], env)
+        assert query.returncode == 0, query.stderr[-3000:]
+        assert f"|{len(expected)}" in query.stdout.replace(" ", "")
+
+
+def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, landing_data):
+    """Production instance (docker/dagster.prod.yaml: PostgreSQL storage, queued runs), with the webserver, the
+    daemon and the code server as separate processes: a new batch is picked up by the landing sensor, ingested,
+    and declarative automation refreshes the curated tables."""
+    import shutil
+
+    import dagster as dg
+
+    local, _ = landing_data
+    landing = tmp_path / "landing"
+    for batch in sorted(p for p in local.iterdir() if p.is_dir())[:3]:  # three batches: three sensor runs
+        shutil.copytree(batch, landing / batch.name)
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO / "docker" / "dagster.prod.yaml", dagster_home / "dagster.yaml")
+    with postgres(tmp_path / "pg") as pg_env:
+        code_port, web_port = free_port(), free_port()
+        env = {**pg_env, "DAGSTER_HOME": str(dagster_home), "DAGSTER_CODE_HOST": "127.0.0.1",
+               "DAGSTER_CODE_PORT": str(code_port), "ECOMMERCE_LAKE_HOME": str(tmp_path / "home"),
+               "ECOMMERCE_LAKE_LANDING": str(landing), "ECOMMERCE_LAKE_PSEUDONYM_KEY": KEY}
+        workspace = str(REPO / "docker" / "workspace.prod.yaml")
+        with process([str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port),
+                      "-m", "ecommerce_lake.definitions"], tmp_path / "code.log", env=env) as code:
+            wait_for(lambda: subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port)],
+                                            capture_output=True, env={**os.environ, **env}).returncode == 0,
+                     180, "code server", code, tmp_path / "code.log")
+            with process([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", workspace],
+                         tmp_path / "webserver.log", env=env) as web, \
+                    process([str(BIN / "dagster-daemon"), "run", "-w", workspace], tmp_path / "daemon.log",
+                            env=env) as daemon:
+                wait_for(lambda: http_json(f"http://127.0.0.1:{web_port}/server_info"), 120, "webserver", web,
+                         tmp_path / "webserver.log")
+                os.environ.update(pg_env)
+                instance = dg.DagsterInstance.from_config(str(dagster_home))
+                try:
+                    def batch_runs_done():
+                        runs = [r for r in instance.get_runs() if r.tags.get("ecommerce_lake/batch_id")]
+                        assert not [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE], \
+                            _run_failures(instance, runs)
+                        done = [r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS]
+                        return len(done) == 3 and done
+
+                    runs = wait_for(batch_runs_done, 900, "sensor-driven ingestion runs", daemon,
+                                    tmp_path / "daemon.log")
+                    assert sorted(r.tags["ecommerce_lake/batch_id"] for r in runs) == sorted(
+                        p.name for p in landing.iterdir())
+                    fact = dg.AssetKey(["curated", "fact_sales"])
+                    wait_for(lambda: instance.get_latest_materialization_event(dg.AssetKey(
+                        ["curated", "product_performance"])), 900, "automation refreshing curated tables", daemon,
+                        tmp_path / "daemon.log")
+                    assert instance.get_latest_materialization_event(fact) is not None
+                    liveness = subprocess.run([str(BIN / "dagster-daemon"), "liveness-check"], capture_output=True,
+                                              env={**os.environ, **env}, text=True)
+                    assert liveness.returncode == 0, liveness.stdout + liveness.stderr
+                finally:
+                    instance.dispose()
+
+
+def _run_failures(instance, runs) -> str:
+    out = []
+    for r in runs:
+        if r.status.value == "FAILURE":
+            logs = [e.message for e in instance.all_logs(r.run_id) if e.level >= 40][-3:]
+            out.append(f"{r.run_id} {r.tags}: {logs}")
+    return "\n".join(out)
+
+
+def test_compose_stack_references_only_files_and_commands_that_exist():
+    compose = yaml.safe_load((REPO / "docker" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "minio", "hive-metastore", "spark-master", "spark-worker", "code", "dagster-webserver",
+            "dagster-daemon"} <= set(services)
+    for name, service in services.items():
+        if name != "minio-buckets":
+            assert "healthcheck" in service, f"{name} has no health check"
+        for dep in (service.get("depends_on") or {}):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+        env_file = service.get("env_file")
+        if env_file:
+            assert (REPO / "docker" / f"{env_file}.example").exists() or (REPO / "docker" / env_file).exists()
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / "docker" / source).exists(), f"{name}: {source} missing"
+        build = service.get("build")
+        if build:
+            assert (REPO / "docker" / build["context"] / build["dockerfile"]).resolve().exists()
+        command = service.get("command")
+        if isinstance(command, list) and service.get("image") == "ecommerce-lake:latest":
+            program = command[0]
+            if program.startswith("docker/"):
+                assert os.access(REPO / program, os.X_OK), f"{name}: {program} is not an executable file"
+            else:
+                assert (BIN / program).exists(), f"{name}: {program} is not installed in the environment"
+                subcommands = []
+                for arg in command[1:]:
+                    if arg.startswith("-"):
+                        break
+                    subcommands.append(arg)
+                help_ = subprocess.run([str(BIN / program), *subcommands, "--help"], capture_output=True)
+                assert help_.returncode == 0, f"{name}: `{program} {' '.join(subcommands)} --help` fails"
+    # every variable the instance and workspace files read is in the example environment
+    example = (REPO / "docker" / ".env.example").read_text()
+    for path in ("dagster.prod.yaml", "workspace.prod.yaml"):
+        text = (REPO / "docker" / path).read_text()
+        for var in {line.split("env:")[1].strip() for line in text.splitlines() if "env:" in line}:
+            assert f"{var}=" in example, f"{var} (read by {path}) missing from .env.example"
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    for copied in ("pyproject.toml", "constraints.txt", "ecommerce_lake", "docker"):
+        assert copied in dockerfile and (REPO / copied).exists()
+    assert "setup --all" in dockerfile  # the JVM jars are baked in
