@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecommerce_lake.defs import automation, curated, raw, refined
+from ecommerce_lake.defs import automation, curated, ml, raw, refined
 from ecommerce_lake.defs.resources import build_resources
 from ecommerce_lake.settings import Settings
 
-DOMAINS = (raw.defs, refined.defs, curated.defs, automation.defs)
+DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, automation.defs)
 
 lake_job = dg.define_asset_job(
     "lake_job",
-    selection=dg.AssetSelection.groups("raw", "refined", "curated"),
+    selection=dg.AssetSelection.groups("raw", "refined", "curated", "ml"),
     description="Ingest new landing batches and rebuild refined and curated tables, with every check. "
     "Daily-partitioned assets take the run's partition range (`ecommerce-lake run` sets it).",
 )

@@ -18,9 +18,13 @@ enforces; "(from ...)" is the column lineage also shown in the Dagster UI.
 
 def render_tables_md() -> str:
     parts = [HEADER]
-    for layer in ("raw", "refined", "curated"):
+    from ecommerce_lake.logic.segments import rules_markdown
+
+    for layer in ("raw", "refined", "curated", "ml"):
         parts.append(f"\n## {layer}\n")
         for schema in schemas.ALL:
             if schema.name.startswith(layer + "."):
                 parts.append("\n" + dictionary_markdown(schema))
+                if schema.name == "ml.rfm_scores":
+                    parts.append("\n#### Segment rules (R and F scores)\n\n" + rules_markdown())
     return "".join(parts)

@@ -68,7 +68,7 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     plan = plan_run(settings, mode)
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
-    target = dg.AssetSelection.groups("raw", "refined", "curated")
+    target = dg.AssetSelection.groups("raw", "refined", "curated", "ml")
     if mode == "incremental":  # what new batches can change: the raw tables and everything downstream
         target = target & dg.AssetSelection.groups("raw").downstream()
     if selection:

@@ -87,6 +87,8 @@ class Settings:
     sensor_max_batches_per_tick: int = 20
     unknown_county_warn_share: float = 0.05
     row_count_change_warn_ratio: float = 0.5
+    segment_change_warn_share: float = 0.2
+    rfm_as_of: str = ""
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -112,12 +114,14 @@ class Settings:
             if not is_remote_uri(value):
                 value = str(Path(value).expanduser().resolve())
             object.__setattr__(self, name, value)
-        try:
-            import datetime as _dt
+        import datetime as _dt
 
-            _dt.date.fromisoformat(self.partitions_start)
-        except ValueError as exc:
-            raise ConfigError(f"{PREFIX}PARTITIONS_START={self.partitions_start!r} is not a YYYY-MM-DD date") from exc
+        for var, value in (("PARTITIONS_START", self.partitions_start), ("RFM_AS_OF", self.rfm_as_of)):
+            try:
+                if value:
+                    _dt.date.fromisoformat(value)
+            except ValueError as exc:
+                raise ConfigError(f"{PREFIX}{var}={value!r} is not a YYYY-MM-DD date") from exc
         if is_remote_uri(self.lake_root) and not self.lake_root.startswith("s3a://"):
             raise ConfigError(
                 f"{PREFIX}ROOT={self.lake_root!r}: remote lake roots must use the s3a:// scheme "
@@ -154,6 +158,7 @@ class Settings:
             "S3_ENDPOINT": "s3_endpoint",
             "S3_REGION": "s3_region",
             "PARTITIONS_START": "partitions_start",
+            "RFM_AS_OF": "rfm_as_of",
         }
         for var, attr in simple.items():
             value = get(var)
@@ -175,6 +180,7 @@ class Settings:
         for var, attr in (
             ("UNKNOWN_COUNTY_WARN_SHARE", "unknown_county_warn_share"),
             ("ROW_COUNT_CHANGE_WARN_RATIO", "row_count_change_warn_ratio"),
+            ("SEGMENT_CHANGE_WARN_SHARE", "segment_change_warn_share"),
         ):
             if value := get(var):
                 try:

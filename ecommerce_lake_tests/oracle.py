@@ -201,6 +201,7 @@ def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
         code = resolve(delivery, lookup) or customer_county.get(customer) or 0
         out.append({
             "order_id": order_id, "line_number": line, "product_id": product, "quantity": qty,
+            "customer_id": customer,
             "net_revenue_kes": (qty * price - disc).quantize(CENT),
             "order_date": ts.astimezone(NAIROBI).date(), "county_code": code,
             "county_name": names.get(code, "Unknown"),

@@ -15,6 +15,7 @@ OWNERS = {
     "raw": ["team:data-platform"],
     "refined": ["team:data-platform"],
     "curated": ["team:analytics-engineering"],
+    "ml": ["team:data-science"],
 }
 
 
@@ -44,10 +45,12 @@ def asset_out(schema: pa.DataFrameSchema, **extra_metadata: Any) -> dg.AssetOut:
 
 
 class QualityResource(dg.ConfigurableResource):
-    """Thresholds of the warning checks (ECOMMERCE_LAKE_UNKNOWN_COUNTY_WARN_SHARE, ..._ROW_COUNT_CHANGE_WARN_RATIO)."""
+    """Thresholds of the warning checks (ECOMMERCE_LAKE_UNKNOWN_COUNTY_WARN_SHARE, ..._ROW_COUNT_CHANGE_WARN_RATIO,
+    ..._SEGMENT_CHANGE_WARN_SHARE)."""
 
     unknown_county_warn_share: float = 0.05
     row_count_change_warn_ratio: float = 0.5
+    segment_change_warn_share: float = 0.2
 
 
 @dataclass(frozen=True)

@@ -23,3 +23,14 @@ def with_automation(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefiniti
             lambda spec, c=condition: spec if spec.automation_condition else spec.replace_attributes(
                 automation_condition=c)))
     return out
+
+
+def cron_condition(cron: str, label: str, timezone: str = "Africa/Nairobi") -> dg.AutomationCondition:
+    """Refresh once per cron tick (e.g. nightly scoring, weekly training), when nothing upstream is running and
+    upstream blocking checks passed – whatever partitions upstream updated in between."""
+    return (
+        dg.AutomationCondition.cron_tick_passed(cron, timezone).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ).with_label(label)

@@ -9,6 +9,7 @@ from dagster_aws.s3 import S3Resource
 
 from ecommerce_lake.defs.automation import SensorSettingsResource
 from ecommerce_lake.defs.common import QualityResource
+from ecommerce_lake.defs.ml import SegmentationConfig
 from ecommerce_lake.platform.io_manager import DeltaIOManager
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.landing import LandingResource
@@ -65,5 +66,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                           s3_region=settings.s3_region, s3_path_style=settings.s3_path_style),
         "sensor_settings": SensorSettingsResource(max_batches_per_tick=settings.sensor_max_batches_per_tick),
         "quality": QualityResource(unknown_county_warn_share=settings.unknown_county_warn_share,
-                                   row_count_change_warn_ratio=settings.row_count_change_warn_ratio),
+                                   row_count_change_warn_ratio=settings.row_count_change_warn_ratio,
+                                   segment_change_warn_share=settings.segment_change_warn_share),
+        "segmentation": SegmentationConfig(as_of=settings.rfm_as_of),
     }

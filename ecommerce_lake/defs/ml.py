@@ -1,0 +1,122 @@
+"""Machine-learning assets (group ``ml``): customer segments now; forecasts and inventory in forecasting.py."""
+
+import datetime as dt
+
+import dagster as dg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_kwargs, key_of, table_checks
+from ecommerce_lake.defs.conditions import cron_condition
+from ecommerce_lake.defs.curated import CURATED_KEYS
+from ecommerce_lake.defs.refined import REFINED_KEYS
+from ecommerce_lake.logic import segments
+from ecommerce_lake.schemas import ml as schemas
+
+ML_KEYS = {s.name.split(".")[1]: key_of(s) for s in schemas.ALL}
+DAILY_SCORING = cron_condition("0 4 * * *", "daily scoring at 04:00 Nairobi")
+
+
+class SegmentationConfig(dg.ConfigurableResource):
+    """ECOMMERCE_LAKE_RFM_AS_OF: the day RFM is computed for (YYYY-MM-DD; default: the latest order date)."""
+
+    as_of: str = ""
+
+
+def _ml_kwargs(schema, **extra) -> dict:
+    kw = asset_kwargs(schema, **extra)
+    kw.update(automation_condition=DAILY_SCORING)
+    return kw
+
+
+@dg.asset(**_ml_kwargs(schemas.rfm_scores, segment_rules=dg.MetadataValue.md(segments.rules_markdown())),
+          ins={"orders": dg.AssetIn(CURATED_KEYS["customer_orders"])})
+def rfm_scores(context: dg.AssetExecutionContext, orders: DataFrame, segmentation: SegmentationConfig) -> DataFrame:
+    as_of = dt.date.fromisoformat(segmentation.as_of) if segmentation.as_of else segments.latest_order_date(orders)
+    if as_of is None:
+        raise dg.Failure("curated.customer_orders holds no sold order: nothing to score")
+    context.log.info(f"RFM as of {as_of}")
+    context.add_output_metadata({"as_of": str(as_of), "segment_rules": dg.MetadataValue.md(segments.rules_markdown())})
+    return segments.rfm_scores(orders, as_of)
+
+
+@dg.asset(**_ml_kwargs(schemas.customer_clusters), ins={"rfm": dg.AssetIn(ML_KEYS["rfm_scores"])})
+def customer_clusters(context: dg.AssetExecutionContext, rfm: DataFrame) -> DataFrame:
+    result = segments.customer_clusters(rfm)
+    centroids = "\n".join(
+        f"| {c['cluster_id']} | {c['label']} | {c['recency_days']:.0f} | {c['frequency']:.2f} | {c['monetary_kes']:,.0f} |"
+        for c in result.centroids)
+    context.add_output_metadata({
+        "k": result.k,
+        **{f"silhouette/k={k}": dg.MetadataValue.float(round(v, 4)) for k, v in result.silhouettes.items()},
+        "centroids": dg.MetadataValue.md("| cluster | label | recency (days) | frequency | monetary (KES) |\n"
+                                         "|---|---|---|---|---|\n" + centroids),
+    })
+    return result.clusters
+
+
+@dg.asset(**_ml_kwargs(schemas.segment_summary),
+          ins={"rfm": dg.AssetIn(ML_KEYS["rfm_scores"]), "counties": dg.AssetIn(REFINED_KEYS["counties"])})
+def segment_summary(rfm: DataFrame, counties: DataFrame) -> DataFrame:
+    return segments.segment_summary(rfm, counties)
+
+
+# ---- checks -------------------------------------------------------------------------------------------
+def _one_row_per_customer(key: dg.AssetKey, what: str) -> ExtraCheck:
+    def fn(env: CheckEnv) -> dg.AssetCheckResult:
+        rfm = env.lake.read(ML_KEYS["rfm_scores"], columns=["customer_pseudonym", "as_of"])
+        as_of = rfm.agg(F.max("as_of")).collect()[0][0]
+        expected = (env.lake.read(CURATED_KEYS["customer_orders"], columns=["customer_pseudonym", "order_date"])
+                    .where(F.col("order_date") <= F.lit(as_of)).select("customer_pseudonym").distinct())
+        actual = env.lake.read(key, columns=["customer_pseudonym"])
+        missing = expected.join(actual, "customer_pseudonym", "left_anti")
+        extra = actual.join(expected, "customer_pseudonym", "left_anti")
+        dup = actual.groupBy("customer_pseudonym").count().where("count > 1")
+        counts = {"missing": missing.count(), "unexpected": extra.count(), "duplicated": dup.count()}
+        return dg.AssetCheckResult(
+            passed=not any(counts.values()),
+            metadata={**counts, "customers_expected": expected.count(), "as_of": str(as_of),
+                      "sample_missing": dg.MetadataValue.json([r[0] for r in missing.limit(5).collect()])},
+        )
+
+    return ExtraCheck(f"every_customer_has_one_{what}",
+                      f"Every customer with a sold order (up to as_of) has exactly one {what}.", fn, blocking=True,
+                      additional_deps=[CURATED_KEYS["customer_orders"]])
+
+
+def _segment_changes(env: CheckEnv) -> dg.AssetCheckResult:
+    """Share of customers whose segment differs from the previous materialization (Delta time travel)."""
+    key = ML_KEYS["rfm_scores"]
+    writes = [h for h in env.lake.history(key, 20) if h["operation"] == "WRITE"]
+    threshold = env.quality.segment_change_warn_share
+    if len(writes) < 2:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "first materialization", "threshold": threshold})
+    now = env.lake.read(key, columns=["customer_pseudonym", "segment"])
+    before = env.lake.read(key, columns=["customer_pseudonym", "segment"], version=int(writes[1]["version"]))
+    both = now.join(before.withColumnRenamed("segment", "previous"), "customer_pseudonym")
+    row = both.agg(F.count(F.lit(1)).alias("n"),
+                   F.sum(F.when(F.col("segment") != F.col("previous"), 1).otherwise(0)).alias("changed")).collect()[0]
+    share = (row["changed"] or 0) / row["n"] if row["n"] else 0.0
+    moves = (both.where(F.col("segment") != F.col("previous")).groupBy("previous", "segment").count()
+             .orderBy(F.col("count").desc()).limit(10).collect())
+    return dg.AssetCheckResult(
+        passed=share <= threshold,
+        metadata={"changed_share": dg.MetadataValue.float(round(share, 4)), "threshold": threshold,
+                  "customers_compared": row["n"], "previous_version": int(writes[1]["version"]),
+                  "top_moves": dg.MetadataValue.json([f"{r['previous']} -> {r['segment']}: {r['count']}" for r in moves])},
+    )
+
+
+EXTRA = {
+    "rfm_scores": [
+        _one_row_per_customer(ML_KEYS["rfm_scores"], "segment"),
+        ExtraCheck("segment_changes", "Share of customers whose segment changed since the previous materialization "
+                   "(warns above ECOMMERCE_LAKE_SEGMENT_CHANGE_WARN_SHARE).", _segment_changes),
+    ],
+    "customer_clusters": [_one_row_per_customer(ML_KEYS["customer_clusters"], "cluster")],
+}
+
+ASSETS = [rfm_scores, customer_clusters, segment_summary]
+CHECKS = [table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ())) for s in schemas.ALL]
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS)
