@@ -77,11 +77,19 @@ def bench_lake(days: int = 730, lines: int = 1_000_000, customers: int = 20000, 
         last = landing / summary.last_batch
         shutil.move(str(last), held / last.name)
 
-        full = _run(home, [])
+        lake = "group:raw or group:refined or group:curated"
+        print(f"generated {summary.batches} batches in {generate_seconds:.1f} s; full rebuild of the lake "
+              f"({days} days, the last day held back) ...", flush=True)
+        full = _run(home, ["--select", lake])
+        print(f"  {full['wall_seconds']:.1f} s; one new day, incremental ...", flush=True)
         shutil.move(str(held / last.name), landing / last.name)
         incremental = _run(home, ["--incremental"])
+        print(f"  {incremental['wall_seconds']:.1f} s; the ml group (forecasts, inventory, segments) ...", flush=True)
+        ml = _run(home, ["--select", "group:ml"])
+        print(f"  {ml['wall_seconds']:.1f} s", flush=True)
 
         order_lines = full["materialized"].get("raw/order_items") or 0
+        forecast = ml["figures"].get("ml/sales_forecast", {})
         return {
             "days": days,
             "order_lines": order_lines,
@@ -90,6 +98,15 @@ def bench_lake(days: int = 730, lines: int = 1_000_000, customers: int = 20000, 
             "incremental": _summary(incremental),
             "incremental_vs_full": round(incremental["wall_seconds"] / full["wall_seconds"], 3),
             "full_rows_per_second": round(order_lines / full["wall_seconds"]) if order_lines else None,
+            "ml": {
+                **_summary(ml),
+                "forecast_phase_seconds": {k.split("/", 1)[1]: round(v, 1) for k, v in forecast.items()
+                                           if k.startswith("seconds/")},
+                "backtest_wape_product_county": {
+                    m: round(forecast.get(f"backtest/product_county/{m}/wape", float("nan")), 4)
+                    for m in ("model", "seasonal_naive", "moving_average")},
+                "simulation": ml["figures"].get("ml/inventory_recommendations", {}),
+            },
         }
     finally:
         if not keep:

@@ -159,6 +159,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"  one new day (incr.) {inc['wall_seconds']:7.1f} s  (peak {inc['peak_rss_mb']:,} MB)  layers: "
               f"{inc['layer_seconds']}")
         print(f"  incremental / full = {r['incremental_vs_full']:.3f}")
+        ml = r["ml"]
+        print(f"  ml group            {ml['wall_seconds']:7.1f} s  (peak {ml['peak_rss_mb']:,} MB)  steps: "
+              f"{ml['slowest_steps']}")
+        print(f"  forecast phases (s): {ml['forecast_phase_seconds']}")
+        print(f"  backtest WAPE product x county: {ml['backtest_wape_product_county']}")
+        sim = ml["simulation"]
+        if sim:
+            print(f"  inventory policy simulation: cycle service level "
+                  f"{sim.get('simulation/achieved_cycle_service_level', float('nan')):.3f} (target "
+                  f"{sim.get('simulation/target_cycle_service_level', float('nan')):.2f}), fill rate "
+                  f"{sim.get('simulation/fill_rate', float('nan')):.3f}")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.output}")

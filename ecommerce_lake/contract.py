@@ -71,7 +71,14 @@ PAYMENTS = LandingFile(
     key=("payment_id",),
     version_rule="arrival",
 )
-LANDING_FILES: tuple[LandingFile, ...] = (CUSTOMERS, PRODUCTS, ORDERS, ORDER_ITEMS, PAYMENTS)
+INVENTORY = LandingFile(
+    "inventory",
+    required=("product_id", "county", "on_hand", "as_of"),
+    optional=(),
+    key=("product_id", "county", "as_of"),
+    version_rule="arrival",
+)
+LANDING_FILES: tuple[LandingFile, ...] = (CUSTOMERS, PRODUCTS, ORDERS, ORDER_ITEMS, PAYMENTS, INVENTORY)
 BY_NAME = {f.name: f for f in LANDING_FILES}
 BY_FILENAME = {f.filename: f for f in LANDING_FILES}
 
@@ -90,6 +97,7 @@ REJECT_RULES: dict[str, str] = {
     "unparseable_timestamp": "a timestamp is not ISO-8601 (or not a real instant)",
     "quantity_not_positive_integer": "quantity is zero, negative or fractional",
     "negative_amount": "a price, discount or fee is negative",
+    "negative_stock": "inventory on_hand is negative",
     "discount_above_line_amount": "discount_kes is larger than quantity x unit_price_kes",
     "unknown_status": "order status is not one of " + ", ".join(ORDER_STATUSES),
     "future_order_timestamp": "order_ts is later than the moment the row was ingested",

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecommerce_lake.defs import automation, curated, ml, raw, refined
+from ecommerce_lake.defs import automation, curated, forecasting, ml, raw, refined
 from ecommerce_lake.defs.resources import build_resources
 from ecommerce_lake.settings import Settings
 
-DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, automation.defs)
+DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, forecasting.defs, automation.defs)
 
 lake_job = dg.define_asset_job(
     "lake_job",

@@ -22,6 +22,8 @@ class RunReport:
     failed_steps: list[str] = field(default_factory=list)
     failed_blocking_checks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # numeric metadata of the materializations (e.g. seconds/features, backtest/...), per asset
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -69,8 +71,9 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
     target = dg.AssetSelection.groups("raw", "refined", "curated", "ml")
-    if mode == "incremental":  # what new batches can change: the raw tables and everything downstream
-        target = target & dg.AssetSelection.groups("raw").downstream()
+    if mode == "incremental":  # what new batches can change: the raw tables and everything downstream, except
+        # the ml group, which refreshes on its own cron (daily scoring, weekly training), not per batch
+        target = target & dg.AssetSelection.groups("raw").downstream() - dg.AssetSelection.groups("ml")
     if selection:
         target = target & dg.AssetSelection.from_string(selection)
     tags = dict(tags or {})
@@ -118,6 +121,10 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
             report.materialized[mat.asset_key.to_user_string()] = rows.value if rows is not None else None
+            numbers = {k: v.value for k, v in mat.metadata.items()
+                       if k.startswith(("seconds/", "backtest/", "simulation/")) and isinstance(v.value, (int, float))}
+            if numbers:
+                report.figures[mat.asset_key.to_user_string()] = numbers
     for step, secs in report.step_seconds.items():
         group = group_of_step.get(step, "checks")
         report.group_seconds[group] = report.group_seconds.get(group, 0.0) + secs

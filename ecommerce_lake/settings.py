@@ -89,6 +89,15 @@ class Settings:
     row_count_change_warn_ratio: float = 0.5
     segment_change_warn_share: float = 0.2
     rfm_as_of: str = ""
+    forecast_as_of: str = ""
+    forecast_train_days: int = 365
+    forecast_origins: int = 3
+    forecast_max_iter: int = 30
+    service_level: float = 0.95
+    lead_time_days: int = 7
+    lead_times: str = ""
+    ordering_cost_kes: float = 1000.0
+    holding_cost_rate: float = 0.25
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -116,12 +125,29 @@ class Settings:
             object.__setattr__(self, name, value)
         import datetime as _dt
 
-        for var, value in (("PARTITIONS_START", self.partitions_start), ("RFM_AS_OF", self.rfm_as_of)):
+        for var, value in (("PARTITIONS_START", self.partitions_start), ("RFM_AS_OF", self.rfm_as_of),
+                           ("FORECAST_AS_OF", self.forecast_as_of)):
             try:
                 if value:
                     _dt.date.fromisoformat(value)
             except ValueError as exc:
                 raise ConfigError(f"{PREFIX}{var}={value!r} is not a YYYY-MM-DD date") from exc
+        if not 0.5 <= self.service_level < 1:
+            raise ConfigError(f"{PREFIX}SERVICE_LEVEL={self.service_level}: expected a fraction in [0.5, 1)")
+        for var, value, low in (("FORECAST_TRAIN_DAYS", self.forecast_train_days, 56),
+                                ("FORECAST_ORIGINS", self.forecast_origins, 3),
+                                ("FORECAST_MAX_ITER", self.forecast_max_iter, 1),
+                                ("LEAD_TIME_DAYS", self.lead_time_days, 1)):
+            if value < low:
+                raise ConfigError(f"{PREFIX}{var}={value}: must be at least {low}")
+        if self.ordering_cost_kes < 0 or self.holding_cost_rate <= 0:
+            raise ConfigError(f"{PREFIX}ORDERING_COST_KES must be >= 0 and {PREFIX}HOLDING_COST_RATE > 0")
+        from ecommerce_lake.logic.inventory_params import parse_overrides
+
+        try:
+            parse_overrides(self.lead_times)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}LEAD_TIMES: {exc}") from exc
         if is_remote_uri(self.lake_root) and not self.lake_root.startswith("s3a://"):
             raise ConfigError(
                 f"{PREFIX}ROOT={self.lake_root!r}: remote lake roots must use the s3a:// scheme "
@@ -159,13 +185,17 @@ class Settings:
             "S3_REGION": "s3_region",
             "PARTITIONS_START": "partitions_start",
             "RFM_AS_OF": "rfm_as_of",
+            "FORECAST_AS_OF": "forecast_as_of",
+            "LEAD_TIMES": "lead_times",
         }
         for var, attr in simple.items():
             value = get(var)
             if value:
                 kwargs[attr] = os.path.expanduser(value) if attr in ("home", "jars_dir") else value
         for var, attr in (("SPARK_SHUFFLE_PARTITIONS", "spark_shuffle_partitions"),
-                          ("SENSOR_MAX_BATCHES_PER_TICK", "sensor_max_batches_per_tick")):
+                          ("SENSOR_MAX_BATCHES_PER_TICK", "sensor_max_batches_per_tick"),
+                          ("FORECAST_TRAIN_DAYS", "forecast_train_days"), ("FORECAST_ORIGINS", "forecast_origins"),
+                          ("FORECAST_MAX_ITER", "forecast_max_iter"), ("LEAD_TIME_DAYS", "lead_time_days")):
             if (value := get(var)) is not None and value != "":
                 kwargs[attr] = _int(PREFIX + var, value)
         for var, attr in (
@@ -181,6 +211,9 @@ class Settings:
             ("UNKNOWN_COUNTY_WARN_SHARE", "unknown_county_warn_share"),
             ("ROW_COUNT_CHANGE_WARN_RATIO", "row_count_change_warn_ratio"),
             ("SEGMENT_CHANGE_WARN_SHARE", "segment_change_warn_share"),
+            ("SERVICE_LEVEL", "service_level"),
+            ("ORDERING_COST_KES", "ordering_cost_kes"),
+            ("HOLDING_COST_RATE", "holding_cost_rate"),
         ):
             if value := get(var):
                 try:

@@ -17,6 +17,7 @@ HEADERS = {
                    "shipping_fee_kes", "updated_at"],
     "order_items.csv": ["order_id", "line_number", "product_id", "quantity", "unit_price_kes", "discount_kes"],
     "payments.csv": ["payment_id", "order_id", "method", "amount_kes", "paid_ts", "status", "mpesa_receipt"],
+    "inventory.csv": ["product_id", "county", "on_hand", "as_of"],
 }
 T = "2025-12-01T08:00:00+03:00"
 
@@ -159,6 +160,13 @@ def add_handmade_batches(landing: Path) -> dict:
     _reject(b, "payments.csv", payments, ["TPAY3", "TO02", "card", "10.00", "2099-01-01T00:00:00Z", "completed", ""],
             "date_outside_partitions")
     _write(folder, "payments.csv", payments)
+
+    inventory: list[list[str]] = [["P00001", "nairobi city", "5", "2025-12-01"],
+                                  ["P00002", "Atlantis", "3", "2025-12-01"]]  # unresolvable county: kept as 0
+    _reject(b, "inventory.csv", inventory, ["P00003", "Mombasa", "-2", "2025-12-01"], "negative_stock")
+    _reject(b, "inventory.csv", inventory, ["P00004", "Mombasa", "lots", "2025-12-01"], "unparseable_number")
+    _reject(b, "inventory.csv", inventory, ["P00005", "Mombasa", "1", "2025-12-32"], "unparseable_date")
+    _write(folder, "inventory.csv", inventory)
     (folder / "_SUCCESS").write_text("")
 
     # A batch with a file that lacks a required column: rejected whole, its good customers never ingested.

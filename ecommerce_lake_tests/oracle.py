@@ -23,6 +23,7 @@ REQUIRED = {
     "orders.csv": ["order_id", "customer_id", "order_ts", "status", "updated_at"],
     "order_items.csv": ["order_id", "line_number", "product_id", "quantity", "unit_price_kes"],
     "payments.csv": ["payment_id", "order_id", "method", "amount_kes", "paid_ts", "status"],
+    "inventory.csv": ["product_id", "county", "on_hand", "as_of"],
 }
 STATUSES = {"placed", "paid", "shipped", "delivered", "cancelled", "returned"}
 SOLD = {"paid", "shipped", "delivered"}

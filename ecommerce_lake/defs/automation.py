@@ -13,13 +13,13 @@ import json
 
 import dagster as dg
 
-from ecommerce_lake.defs.raw import RAW_KEYS, SALES
+from ecommerce_lake.defs.raw import BATCH_TABLES, RAW_KEYS, SALES
 from ecommerce_lake.logic.plan import plan_new_batches
 from ecommerce_lake.partitions import BATCH_TAG, range_tags
 from ecommerce_lake.platform.landing import LandingResource
 from ecommerce_lake.platform.lake_reader import LakeReaderResource
 
-RAW_BATCH_OUTPUTS = [RAW_KEYS["customers"], RAW_KEYS["products"], dg.AssetKey(["raw", "batch_log"])]
+RAW_BATCH_OUTPUTS = [*[RAW_KEYS[n] for n in BATCH_TABLES], dg.AssetKey(["raw", "batch_log"])]
 RAW_ALL = [*RAW_BATCH_OUTPUTS, *[RAW_KEYS[n] for n in SALES]]
 RUN_FAILURES = dg.AssetKey(["ops", "run_failures"])
 

@@ -117,6 +117,6 @@ EXTRA = {
 }
 
 ASSETS = [rfm_scores, customer_clusters, segment_summary]
-CHECKS = [table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ())) for s in schemas.ALL]
+CHECKS = [table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ())) for s in schemas.SEGMENTATION]
 
 defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS)

@@ -26,7 +26,7 @@ from ecommerce_lake.schemas import raw as schemas
 BATCH_LOG_KEY = key_of(schemas.batch_log)
 RAW_KEYS = {spec.name: key_of(schemas.TABLES[spec.name]) for spec in LANDING_FILES}
 SALES = ("orders", "order_items", "payments")
-BATCH_TABLES = ("customers", "products")
+BATCH_TABLES = ("customers", "products", "inventory")
 INGEST_POOL = "ecommerce_lake_ingest"  # one ingestion at a time: batches are appended in id order
 
 
@@ -107,7 +107,7 @@ def _refuse_rows_outside(tables: dict, window: dg.TimeWindow, keys: dg.Partition
     },
     deps=[RAW_KEYS[name] for name in SALES],
     pool=INGEST_POOL,
-    description="Append customers and products of new landing batches, then record every new complete batch in "
+    description="Append customers, products and inventory snapshots of new landing batches, then record every new complete batch in "
     "raw.batch_log – accepted, or rejected whole with the reason. Batches already in the batch log are never "
     "read again; incomplete batches (no _SUCCESS yet) are skipped.",
 )

@@ -38,6 +38,11 @@ def refined_products(raw_products: DataFrame) -> DataFrame:
     return refine.refine_products(raw_products)
 
 
+@dg.asset(**asset_kwargs(schemas.inventory), ins={"raw_inventory": _raw_in("inventory")})
+def refined_inventory(raw_inventory: DataFrame) -> DataFrame:
+    return refine.refine_inventory(raw_inventory)
+
+
 SALES_OUTS = {"orders": "order_date", "order_items": "order_date", "payments": "paid_date",
               "sales_rejects": "partition_date"}
 
@@ -76,14 +81,14 @@ def refine_sales(context: dg.AssetExecutionContext, customers: DataFrame, lake: 
         df.unpersist()
 
 
-@dg.asset(**asset_kwargs(schemas.rejects), ins={f"raw_{t}": _raw_in(t) for t in ("customers", "products")})
-def refined_rejects(raw_customers: DataFrame, raw_products: DataFrame) -> DataFrame:
-    return refine.rejects({"customers": raw_customers, "products": raw_products})
+@dg.asset(**asset_kwargs(schemas.rejects), ins={f"raw_{t}": _raw_in(t) for t in ("customers", "products", "inventory")})
+def refined_rejects(raw_customers: DataFrame, raw_products: DataFrame, raw_inventory: DataFrame) -> DataFrame:
+    return refine.rejects({"customers": raw_customers, "products": raw_products, "inventory": raw_inventory})
 
 
 # ---- checks -------------------------------------------------------------------------------------------
 RAW_DAY = {"orders": "_order_date", "order_items": "_order_date", "payments": "_paid_date"}
-REJECTS_OF = {"customers": "rejects", "products": "rejects", "orders": "sales_rejects",
+REJECTS_OF = {"customers": "rejects", "products": "rejects", "inventory": "rejects", "orders": "sales_rejects",
               "order_items": "sales_rejects", "payments": "sales_rejects"}
 
 
@@ -201,6 +206,7 @@ EXTRA = {
                             "with a population.", _all_47_counties, blocking=True)],
     "customers": [_rows_accounted("customers")],
     "products": [_rows_accounted("products")],
+    "inventory": [_rows_accounted("inventory")],
     "orders": [_rows_accounted("orders"), _references("orders", ["customer_id"], "customers", "customer_exists")],
     "order_items": [_rows_accounted("order_items"),
                     _references("order_items", ["order_id"], "orders", "order_exists"),
@@ -208,7 +214,8 @@ EXTRA = {
     "payments": [_rows_accounted("payments"), _references("payments", ["order_id"], "orders", "order_exists")],
 }
 
-ASSETS = with_automation([refined_counties, refined_customers, refined_products, refine_sales, refined_rejects])
+ASSETS = with_automation([refined_counties, refined_customers, refined_products, refined_inventory, refine_sales,
+                          refined_rejects])
 CHECKS = [
     table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ()),
                  partition_expr=SALES_OUTS.get(s.name.split(".")[1]))

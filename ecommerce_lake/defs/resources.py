@@ -9,6 +9,7 @@ from dagster_aws.s3 import S3Resource
 
 from ecommerce_lake.defs.automation import SensorSettingsResource
 from ecommerce_lake.defs.common import QualityResource
+from ecommerce_lake.defs.forecasting import ForecastConfig, InventoryPolicyConfig
 from ecommerce_lake.defs.ml import SegmentationConfig
 from ecommerce_lake.platform.io_manager import DeltaIOManager
 from ecommerce_lake.platform.lake import LakeResource
@@ -69,4 +70,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                    row_count_change_warn_ratio=settings.row_count_change_warn_ratio,
                                    segment_change_warn_share=settings.segment_change_warn_share),
         "segmentation": SegmentationConfig(as_of=settings.rfm_as_of),
+        "forecasting": ForecastConfig(as_of=settings.forecast_as_of, train_days=settings.forecast_train_days,
+                                      origins=settings.forecast_origins, max_iter=settings.forecast_max_iter),
+        "inventory_policy": InventoryPolicyConfig(
+            service_level=settings.service_level, lead_time_days=settings.lead_time_days,
+            lead_times=settings.lead_times, ordering_cost_kes=settings.ordering_cost_kes,
+            holding_cost_rate=settings.holding_cost_rate),
     }

@@ -92,6 +92,7 @@ class GeneratorConfig:
     end_date: dt.date | None = None  # default: yesterday in Nairobi
     dirty_rate: float = 0.02
     overwrite: bool = False
+    inventory: bool = True  # an inventory snapshot (as of the last day) in the last batch
 
 
 @dataclass
@@ -444,8 +445,22 @@ def generate(cfg: GeneratorConfig) -> GeneratorSummary:
         }))
     products = pd.concat(prod_rows, ignore_index=True)
 
+    # ---- inventory: one snapshot per product x county that sold in the last 60 days, in the last batch ------
+    recent = l_day >= n_days - 60
+    recent_units = pd.DataFrame({"p": l_prod[recent], "c": o_county[l_order[recent]], "q": l_qty[recent]}) \
+        .groupby(["p", "c"], as_index=False)["q"].sum()
+    weekly = recent_units["q"].to_numpy() * 7 / 60
+    on_hand = np.floor(weekly * rng.uniform(0.0, 3.0, len(weekly))).astype(int)
+    inventory = pd.DataFrame({
+        "product_id": np.char.add("P", np.char.zfill((recent_units["p"].to_numpy() + 1).astype(str), 5)).astype(object),
+        "county": _county_texts(rng, recent_units["c"].to_numpy(), cfg.dirty_rate),
+        "on_hand": on_hand.astype(str).astype(object),
+        "as_of": str(end),
+        "__day": np.full(len(recent_units), n_days - 1),
+    }) if cfg.inventory else pd.DataFrame(columns=["product_id", "county", "on_hand", "as_of", "__day"])
+
     frames = {"customers": customers, "products": products, "orders": orders, "order_items": items,
-              "payments": payments}
+              "payments": payments, "inventory": inventory}
     frames = _inject_dirt(rng, frames, cfg.dirty_rate, n_days)
 
     # ---- write batches -----------------------------------------------------------------------------------
@@ -528,8 +543,12 @@ def _inject_dirt(rng: np.random.Generator, frames: dict[str, pd.DataFrame], rate
     idx = pick(payments, rate * 0.03)
     payments.loc[payments.index[idx], "amount_kes"] = "1.000,00"
 
+    inventory = frames["inventory"].copy()
+    idx = pick(inventory, rate * 0.05)
+    inventory.loc[inventory.index[idx], "on_hand"] = rng.choice(["-3", "lots", "2.5"], len(idx))
+
     out = {"customers": customers, "products": products, "orders": orders, "order_items": items,
-           "payments": payments}
+           "payments": payments, "inventory": inventory}
     for name, df in out.items():
         dups = df.iloc[pick(df, rate * 0.5)]  # exact duplicates in the same batch
         resent = df.iloc[pick(df, rate * 0.5)].copy()  # re-sent in a later batch, unchanged

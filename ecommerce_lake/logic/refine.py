@@ -25,6 +25,7 @@ from ecommerce_lake.contract import (
     CORRUPT_COLUMN,
     CUSTOMERS,
     EXTRA_COLUMN,
+    INVENTORY,
     ORDER_ITEMS,
     ORDER_STATUSES,
     ORDERS,
@@ -323,12 +324,34 @@ def parse_payments(raw: DataFrame) -> DataFrame:
     return _plan("payments", _payments_expressions).run(raw)
 
 
+def _inventory_expressions():
+    stage, p = _stage(on_hand=parse_int("on_hand"), as_of=parse_date("as_of"))
+    on_hand, as_of = p["on_hand"], p["as_of"]
+    typed = {
+        "product_id": clean("product_id"),
+        "county": clean("county"),
+        "on_hand": on_hand.value,
+        "as_of": as_of.value,
+    }
+    rules = _base_rules(INVENTORY) + [
+        Rule("unparseable_number", on_hand.invalid, _msg("on_hand", "is not a whole number")),
+        Rule("negative_stock", F.coalesce(on_hand.value < 0, F.lit(False)), _msg("on_hand", "is negative")),
+        Rule("unparseable_date", as_of.invalid, _msg("as_of", "is not a YYYY-MM-DD date")),
+    ]
+    return stage, typed, rules
+
+
+def parse_inventory(raw: DataFrame) -> DataFrame:
+    return _plan("inventory", _inventory_expressions).run(raw)
+
+
 PARSERS: dict[str, Callable[[DataFrame], DataFrame]] = {  # noqa: RUF012
     "customers": parse_customers,
     "products": parse_products,
     "orders": parse_orders,
     "order_items": parse_order_items,
     "payments": parse_payments,
+    "inventory": parse_inventory,
 }
 
 
@@ -369,6 +392,18 @@ def refine_customers(raw: DataFrame, pseudonym_key: bytes) -> DataFrame:
 
 def refine_products(raw: DataFrame) -> DataFrame:
     return conform(keep_latest(valid(parse_products(raw)), PRODUCTS), schemas.products)
+
+
+def refine_inventory(raw: DataFrame) -> DataFrame:
+    """Stock snapshots: one row per product, county text and as_of day (the later batch, then row, wins), with
+    the county resolved (0 = Unknown: kept, never matched to a forecast series)."""
+    spark = raw.sparkSession
+    latest = keep_latest(valid(parse_inventory(raw)), INVENTORY)
+    resolved = county_logic.resolve_county(latest, "county", "county", spark)
+    resolved = resolved.withColumn("county_code", F.coalesce("county_code", F.lit(county_logic.UNKNOWN)))
+    named = county_logic.attach_county_names(resolved, "county_code", spark)
+    out = named.select("product_id", "county", "county_code", "county_name", "on_hand", "as_of", *LINEAGE[:3])
+    return conform(out, schemas.inventory)
 
 
 def refine_orders(raw: DataFrame, customers: DataFrame, pseudonym_key: bytes) -> DataFrame:

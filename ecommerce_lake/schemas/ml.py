@@ -1,11 +1,12 @@
-"""Machine-learning outputs (group ``ml``): customer segments, clusters and their summary."""
+"""Machine-learning outputs (group ``ml``): customer segments, clusters and their summary; sales forecasts,
+their backtest, county demand and inventory recommendations."""
 
 from __future__ import annotations
 
 import pandera.pyspark as pa
 
 from ecommerce_lake.logic.segment_rules import SEGMENTS
-from ecommerce_lake.schemas._base import DATE, DOUBLE, HEX64, INT, LONG, MONEY_TOTAL, STRING, column, table
+from ecommerce_lake.schemas._base import BOOL, DATE, DOUBLE, HEX64, INT, LONG, MONEY_TOTAL, STRING, column, table
 
 SCORE = pa.Check.in_range(1, 5)
 
@@ -77,4 +78,114 @@ segment_summary = table(
     key=["county_code", "segment"],
 )
 
-ALL = (rfm_scores, customer_clusters, segment_summary)
+NON_NEGATIVE = pa.Check.ge(0)
+HORIZON = pa.Check.in_range(1, 28)
+KNOWN_COUNTY = pa.Check.in_range(1, 47)
+
+sales_forecast = table(
+    "ml.sales_forecast",
+    "Daily unit forecasts for the next 28 days of every product x county series that sold in the 90 days up to "
+    "the forecast origin: one global gradient-boosted-trees model (Spark ML) on lag (>= 28 days), rolling, "
+    "calendar, price, discount, category and county features; P90 from the series' backtest errors.",
+    {
+        "product_id": column(STRING, "Product id.", lineage=["curated.daily_sales.product_id"]),
+        "county_code": column(INT, "County (1..47).", checks=[KNOWN_COUNTY], lineage=["curated.daily_sales.county_code"]),
+        "county_name": column(STRING, "County name.", lineage=["refined.counties.county_name"]),
+        "category": column(STRING, "Product category (latest).", lineage=["curated.daily_sales.category"]),
+        "forecast_date": column(DATE, "Day forecast."),
+        "horizon_days": column(INT, "Days after the origin (1..28).", checks=[HORIZON]),
+        "forecast_units": column(DOUBLE, "Point forecast of units (the expected value).", checks=[NON_NEGATIVE],
+                                 lineage=["curated.daily_sales.units", "curated.fact_sales.discount_kes"]),
+        "forecast_p90_units": column(DOUBLE, "Upper planning quantile (P90): the point forecast plus the 90th "
+                                     "percentile of the series' backtest errors, never below the point.",
+                                     checks=[NON_NEGATIVE], lineage=["curated.daily_sales.units"]),
+        "origin_date": column(DATE, "Forecast origin: the last day of data used."),
+        "model_version": column(STRING, "Version of the fitted model (saved under <lake_root>/ml/_models)."),
+    },
+    key=["product_id", "county_code", "forecast_date"],
+)
+
+forecast_backtest = table(
+    "ml.forecast_backtest",
+    "Rolling-origin backtest: for each origin (3, one horizon apart, the last a horizon before the forecast "
+    "origin) the model retrained on data up to that origin, its 28-day forecasts, the seasonal-naive and "
+    "28-day moving-average baselines, and the actual units.",
+    {
+        "origin_date": column(DATE, "Backtest origin."),
+        "product_id": column(STRING, "Product id.", lineage=["curated.daily_sales.product_id"]),
+        "county_code": column(INT, "County.", checks=[KNOWN_COUNTY], lineage=["curated.daily_sales.county_code"]),
+        "category": column(STRING, "Product category.", lineage=["curated.daily_sales.category"]),
+        "target_date": column(DATE, "Day forecast."),
+        "horizon_days": column(INT, "Days after the origin.", checks=[HORIZON]),
+        "actual_units": column(LONG, "Units actually sold (0 on days without sales).", checks=[NON_NEGATIVE],
+                               lineage=["curated.daily_sales.units"]),
+        "model_units": column(DOUBLE, "Model forecast.", checks=[NON_NEGATIVE]),
+        "seasonal_naive_units": column(DOUBLE, "Units on the same weekday of the last week before the origin.",
+                                       checks=[NON_NEGATIVE]),
+        "moving_average_units": column(DOUBLE, "Mean daily units of the 28 days up to the origin.",
+                                       checks=[NON_NEGATIVE]),
+    },
+    key=["origin_date", "product_id", "county_code", "target_date"],
+)
+
+county_demand_forecast = table(
+    "ml.county_demand_forecast",
+    "County x category daily demand for the next 28 days: the sum of the product x county forecasts (coherent "
+    "by construction), P90 from the county x category backtest errors.",
+    {
+        "county_code": column(INT, "County.", checks=[KNOWN_COUNTY], lineage=["ml.sales_forecast.county_code"]),
+        "county_name": column(STRING, "County name.", lineage=["ml.sales_forecast.county_name"]),
+        "category": column(STRING, "Product category.", lineage=["ml.sales_forecast.category"]),
+        "forecast_date": column(DATE, "Day forecast.", lineage=["ml.sales_forecast.forecast_date"]),
+        "horizon_days": column(INT, "Days after the origin.", checks=[HORIZON], lineage=["ml.sales_forecast.horizon_days"]),
+        "forecast_units": column(DOUBLE, "Sum of the product forecasts.", checks=[NON_NEGATIVE],
+                                 lineage=["ml.sales_forecast.forecast_units"]),
+        "forecast_p90_units": column(DOUBLE, "P90 of the county x category demand.", checks=[NON_NEGATIVE],
+                                     lineage=["ml.forecast_backtest.model_units", "ml.forecast_backtest.actual_units"]),
+        "series": column(LONG, "Product series summed.", checks=[pa.Check.ge(1)], lineage=["ml.sales_forecast.product_id"]),
+        "origin_date": column(DATE, "Forecast origin.", lineage=["ml.sales_forecast.origin_date"]),
+        "model_version": column(STRING, "Model version.", lineage=["ml.sales_forecast.model_version"]),
+    },
+    key=["county_code", "category", "forecast_date"],
+)
+
+inventory_recommendations = table(
+    "ml.inventory_recommendations",
+    "Per product x county: a continuous-review (s, Q) policy from the forecast. safety_stock = z x "
+    "sigma_daily_error x sqrt(lead_time_days); reorder_point = avg_daily_demand x lead_time_days + safety_stock; "
+    "eoq = sqrt(2 x annual_demand x ordering cost / (holding-cost rate x unit cost)). With a stock snapshot "
+    "(landing inventory.csv): whether to order now (on_hand <= ceil(reorder_point)) and how much (whole EOQs).",
+    {
+        "product_id": column(STRING, "Product id.", lineage=["ml.sales_forecast.product_id"]),
+        "county_code": column(INT, "County.", checks=[KNOWN_COUNTY], lineage=["ml.sales_forecast.county_code"]),
+        "county_name": column(STRING, "County name.", lineage=["ml.sales_forecast.county_name"]),
+        "category": column(STRING, "Product category.", lineage=["ml.sales_forecast.category"]),
+        "avg_daily_demand": column(DOUBLE, "Mean daily point forecast over the horizon.", checks=[NON_NEGATIVE],
+                                   lineage=["ml.sales_forecast.forecast_units"]),
+        "sigma_daily_error": column(DOUBLE, "Standard deviation of the series' daily backtest errors.",
+                                    checks=[NON_NEGATIVE], lineage=["ml.forecast_backtest.model_units",
+                                                                   "ml.forecast_backtest.actual_units"]),
+        "lead_time_days": column(INT, "Replenishment lead time (ECOMMERCE_LAKE_LEAD_TIME_DAYS / _LEAD_TIMES).",
+                                 checks=[pa.Check.ge(1)]),
+        "service_level": column(DOUBLE, "Target cycle service level.", checks=[pa.Check.in_range(0.5, 1.0)]),
+        "safety_stock": column(DOUBLE, "Safety stock (units).", checks=[NON_NEGATIVE]),
+        "reorder_point": column(DOUBLE, "Reorder point s (units).", checks=[NON_NEGATIVE]),
+        "annual_demand": column(DOUBLE, "avg_daily_demand x 365.", checks=[NON_NEGATIVE]),
+        "unit_cost_kes": column(DOUBLE, "Unit cost (list price when the cost is unknown).", nullable=True,
+                                lineage=["refined.products.unit_cost_kes", "refined.products.list_price_kes"]),
+        "eoq": column(DOUBLE, "Economic order quantity Q (units; 0 without demand or cost).", checks=[NON_NEGATIVE]),
+        "on_hand": column(INT, "Units on hand in the latest snapshot (null: no snapshot).", nullable=True,
+                          lineage=["refined.inventory.on_hand"]),
+        "inventory_as_of": column(DATE, "Day of that snapshot.", nullable=True, lineage=["refined.inventory.as_of"]),
+        "order_now": column(BOOL, "Order now: on_hand at or below the reorder point (null: no snapshot).",
+                            nullable=True),
+        "order_quantity": column(LONG, "Units to order now: whole multiples of ceil(eoq) that lift the position "
+                                 "above the reorder point (0 if not ordering; null: no snapshot).", nullable=True),
+        "origin_date": column(DATE, "Forecast origin.", lineage=["ml.sales_forecast.origin_date"]),
+    },
+    key=["product_id", "county_code"],
+)
+
+SEGMENTATION = (rfm_scores, customer_clusters, segment_summary)
+FORECASTING = (sales_forecast, forecast_backtest, county_demand_forecast, inventory_recommendations)
+ALL = SEGMENTATION + FORECASTING

@@ -80,6 +80,23 @@ products = table(
     key=["product_id"],
 )
 
+inventory = table(
+    "refined.inventory",
+    "Stock on hand per product and county on a day, from the inventory.csv snapshots of the landing batches "
+    "(the later batch, then the later row, wins for the same product, county text and day).",
+    {
+        "product_id": column(STRING, "Product id.", lineage=["raw.inventory.product_id"]),
+        "county": column(STRING, "County as written in the export.", lineage=["raw.inventory.county"]),
+        "county_code": column(INT, "Resolved county (0 = Unknown).", checks=[COUNTY_CODE_CHECK],
+                              lineage=["raw.inventory.county"]),
+        "county_name": column(STRING, "Resolved county name ('Unknown' for 0).", lineage=["raw.inventory.county"]),
+        "on_hand": column(INT, "Units on hand.", checks=[pa.Check.ge(0)], lineage=["raw.inventory.on_hand"]),
+        "as_of": column(DATE, "Day of the snapshot.", lineage=["raw.inventory.as_of"]),
+        **lineage_columns("raw.inventory"),
+    },
+    key=["product_id", "county", "as_of"],
+)
+
 orders = table(
     "refined.orders",
     "One row per order: the version with the latest updated_at (its current status). The county is the "
@@ -178,8 +195,8 @@ def _rejects(name: str, tables: list[str], description: str, partitioned: bool) 
 
 
 rejects = _rejects(
-    "refined.rejects", ["customers", "products"],
-    "Every customers and products landing row that broke a row rule, with the rule, where it came from and its "
+    "refined.rejects", ["customers", "products", "inventory"],
+    "Every customers, products and inventory landing row that broke a row rule, with the rule, where it came from and its "
     "original values (personal data redacted). Sales rows' rejects are in refined.sales_rejects.", False,
 )
 sales_rejects = _rejects(
@@ -188,4 +205,4 @@ sales_rejects = _rejects(
     "Together with the refined tables it accounts for every raw row.", True,
 )
 
-ALL = (counties, customers, products, orders, order_items, payments, rejects, sales_rejects)
+ALL = (counties, customers, products, inventory, orders, order_items, payments, rejects, sales_rejects)

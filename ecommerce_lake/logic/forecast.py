@@ -1,0 +1,451 @@
+"""Demand forecasting for every product x county series: features in Spark, one global Spark ML model, rolling-
+origin backtests against two baselines, P90 from backtest residuals, bottom-up county x category demand.
+
+Direct forecasting without leakage: every feature of a target day ``d`` is either known in advance (calendar,
+county attributes, product category) or computed from data up to ``d - horizon`` (lags of at least the
+horizon), so the same feature table serves every forecast origin and every horizon from 1 to 28 days.
+Plain DataFrame functions; the Dagster assets in ``ecommerce_lake.defs.forecasting`` only wire them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from ecommerce_lake.platform.schema_meta import conform
+from ecommerce_lake.schemas import ml as schemas
+
+log = logging.getLogger(__name__)
+
+SERIES = ["product_id", "county_code"]
+# Metric levels: product_county is what the model forecasts; the others are bottom-up sums of it.
+LEVELS = {"product_county": SERIES, "county_category": ["county_code", "category"], "county": ["county_code"],
+          "national": []}
+METHODS = ("model", "seasonal_naive", "moving_average")
+METRICS = ("wape", "mase", "bias")
+
+
+@dataclass(frozen=True)
+class ForecastParams:
+    horizon: int = 28
+    active_days: int = 90  # a series is forecast when it sold within this many days before the origin
+    origins: int = 3  # rolling backtest origins, one horizon apart, the last one a horizon before as_of
+    train_days: int = 365  # target days each model is trained on (ending at its origin)
+    zero_sample_rate: float = 0.25  # share of zero-demand training rows kept (the kept ones weigh 1/rate)
+    max_iter: int = 30  # gradient-boosted trees
+    max_depth: int = 6
+    seed: int = 42
+
+    @property
+    def history_needed(self) -> int:
+        """Days of history before the training windows: the features' look-back, the backtest origins and the
+        7 days the MASE scale looks back."""
+        return self.lookback + self.origins * self.horizon + 7
+
+    @property
+    def lookback(self) -> int:
+        """Days of history a target day's features reach back: lag ``horizon`` plus a 91-day window."""
+        return self.horizon + 91
+
+
+MIN_TRAIN_DAYS = 56
+
+
+def fit_to_history(p: ForecastParams, first_day: dt.date, as_of: dt.date) -> ForecastParams | None:
+    """The parameters with the training window shortened to the history there is (never below
+    MIN_TRAIN_DAYS); None when the history is too short to forecast honestly."""
+    import dataclasses
+
+    available = (as_of - first_day).days + 1
+    train_days = min(p.train_days, available - p.history_needed)
+    if train_days < MIN_TRAIN_DAYS:
+        return None
+    return dataclasses.replace(p, train_days=train_days)
+
+
+FEATURES = (
+    # lags of at least the horizon (28 days): same weekday 4..7 weeks back, rolling means and zero shares
+    "lag_28", "lag_35", "lag_42", "lag_49", "same_weekday_mean", "mean_28", "mean_91", "nonzero_share_91",
+    "product_mean_28", "product_mean_91", "county_share_91",
+    # price and discount, as realised up to d - 28
+    "net_price_91", "price_change_28_91", "discount_share_91",
+    # calendar of the target day (known in advance)
+    "day_of_week", "day_of_month", "month", "payday_window", "days_to_month_end", "public_holiday",
+    "holiday_eve", "black_friday", "black_friday_week", "christmas_run_up", "new_year_lull",
+    # static attributes
+    "category_index", "county_code", "log_population", "province_index",
+)
+
+
+# ---- calendar ------------------------------------------------------------------------------------------
+def calendar(spark, start: dt.date, end: dt.date) -> DataFrame:
+    """One row per day in [start, end] with the calendar features (Kenyan public holidays from ``holidays``)."""
+    import holidays
+
+    years = list(range(start.year, end.year + 1))
+    ke = holidays.Kenya(years=years)
+    black_fridays = {}
+    for y in years:
+        nov = [dt.date(y, 11, d) for d in range(1, 31)]
+        black_fridays[y] = [d for d in nov if d.weekday() == 4][3]
+    rows = []
+    day = start
+    while day <= end:
+        nxt = day + dt.timedelta(days=1)
+        month_end = (dt.date(day.year + (day.month == 12), day.month % 12 + 1, 1) - dt.timedelta(days=1))
+        bf = black_fridays[day.year]
+        rows.append((
+            day, day.isoweekday(), day.day, day.month, int(day.day >= 25 or day.day <= 2), (month_end - day).days,
+            int(day in ke), int(nxt in ke), int(day == bf), int(-2 <= (day - bf).days <= 3),
+            int(day.month == 12 and 10 <= day.day <= 24), int(day.month == 1 and 2 <= day.day <= 12),
+        ))
+        day = nxt
+    schema = ("date date, day_of_week int, day_of_month int, month int, payday_window int, days_to_month_end int, "
+              "public_holiday int, holiday_eve int, black_friday int, black_friday_week int, christmas_run_up int, "
+              "new_year_lull int")
+    return spark.createDataFrame(rows, schema)
+
+
+# ---- series and features --------------------------------------------------------------------------------
+def active_series(daily: DataFrame, as_of: dt.date, active_days: int) -> DataFrame:
+    """Product x known-county series that sold in the ``active_days`` days up to ``as_of``, with the
+    product's latest category."""
+    since = as_of - dt.timedelta(days=active_days - 1)
+    recent = daily.where((F.col("county_code") != 0) & F.col("order_date").between(since, as_of))
+    series = recent.select(*SERIES).distinct()
+    category = daily.where(F.col("order_date") <= as_of).groupBy("product_id").agg(
+        F.max_by("category", "order_date").alias("category"))
+    return series.join(category, "product_id")
+
+
+def _window_sum(col: Column, w: Window, lo: int, hi: int) -> Column:
+    return F.sum(col).over(w.rowsBetween(-hi, -lo))
+
+
+@dataclass
+class FeatureTable:
+    frame: DataFrame  # series x day, with the features, ``units`` (null after as_of) and ``w`` (sampling weight)
+    first_day: dt.date
+    as_of: dt.date
+    categories: list[str]
+    series: int
+
+
+def build_features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.date,
+                   p: ForecastParams) -> FeatureTable:
+    """Dense series x day grid from the earliest training day any origin needs (minus the look-back) to
+    ``as_of + horizon``, with every feature. Persisted: the caller unpersists ``frame``."""
+    spark = daily.sparkSession
+    earliest_origin = as_of - dt.timedelta(days=p.origins * p.horizon)
+    # 7 extra days before the earliest training day: the MASE scale needs y[t-7] on every training day
+    first = earliest_origin - dt.timedelta(days=p.train_days + p.lookback + 7 - 1)
+    last = as_of + dt.timedelta(days=p.horizon)
+    series = active_series(daily, as_of, p.active_days).persist(StorageLevel.MEMORY_AND_DISK)
+    categories = sorted(r[0] for r in series.select("category").distinct().collect())
+    n_series = series.count()
+    days = spark.range((last - first).days + 1).select(F.date_add(F.lit(first), F.col("id").cast("int")).alias("date"))
+    window = F.col("order_date").between(first, as_of)
+    sales = (daily.where(window & (F.col("county_code") != 0))
+             .groupBy(*SERIES, F.col("order_date").alias("date"))
+             .agg(F.sum("units").alias("units_sold"), F.sum("net_revenue_kes").cast("double").alias("net_kes")))
+    discounts = (fact.where(window & (F.col("county_code") != 0))
+                 .groupBy(*SERIES, F.col("order_date").alias("date"))
+                 .agg(F.sum(F.col("quantity") * F.col("unit_price_kes")).cast("double").alias("gross_kes"),
+                      F.sum("discount_kes").cast("double").alias("discount_kes")))
+    known = F.col("date") <= F.lit(as_of)
+    grid = (series.crossJoin(F.broadcast(days))
+            .join(sales, [*SERIES, "date"], "left").join(discounts, [*SERIES, "date"], "left")
+            .select(*SERIES, "category", "date",
+                    F.when(known, F.coalesce("units_sold", F.lit(0))).alias("units"),
+                    F.when(known, F.coalesce("net_kes", F.lit(0.0))).alias("net_kes"),
+                    F.when(known, F.coalesce("gross_kes", F.lit(0.0))).alias("gross_kes"),
+                    F.when(known, F.coalesce("discount_kes", F.lit(0.0))).alias("discount_kes")))
+    h = p.horizon
+    w = Window.partitionBy(*SERIES).orderBy("date")
+    u = F.col("units").cast("double")
+    sum91 = _window_sum(u, w, h, h + 90)
+    feats = grid.select(
+        "*",
+        *[F.lag(u, k).over(w).alias(f"lag_{k}") for k in (7, 14, 21, 28, 35, 42, 49)],
+        (_window_sum(u, w, h, h + 27) / 28).alias("mean_28"),
+        (sum91 / 91).alias("mean_91"),
+        (_window_sum((u > 0).cast("double"), w, h, h + 90) / 91).alias("nonzero_share_91"),
+        sum91.alias("__units_91"),
+        F.try_divide(_window_sum(F.col("net_kes"), w, h, h + 90), sum91).alias("net_price_91"),
+        F.try_divide(_window_sum(F.col("net_kes"), w, h, h + 27), _window_sum(u, w, h, h + 27)).alias("__net_price_28"),
+        F.try_divide(_window_sum(F.col("discount_kes"), w, h, h + 90), _window_sum(F.col("gross_kes"), w, h, h + 90))
+        .alias("discount_share_91"),
+    )
+    # product-level demand across counties (sparse series borrow strength from their product)
+    pw = Window.partitionBy("product_id").orderBy("date")
+    product = (grid.groupBy("product_id", "date").agg(F.sum("units").cast("double").alias("pu"))
+               .select("product_id", "date",
+                       (_window_sum(F.col("pu"), pw, h, h + 27) / 28).alias("product_mean_28"),
+                       _window_sum(F.col("pu"), pw, h, h + 90).alias("__product_91")))
+    cal = calendar(spark, first, last)
+    county_attrs = counties.select(
+        "county_code", F.log(F.col("population_2019").cast("double")).alias("log_population"),
+        F.dense_rank().over(Window.orderBy("former_province")).alias("province_index"))
+    cat_index = F.create_map(*[x for i, c in enumerate(categories) for x in (F.lit(c), F.lit(i))])
+    frame = (feats.join(product, ["product_id", "date"])
+             .join(F.broadcast(cal), "date").join(F.broadcast(county_attrs), "county_code", "left")
+             .withColumn("same_weekday_mean", (F.col("lag_28") + F.col("lag_35") + F.col("lag_42") + F.col("lag_49")) / 4)
+             .withColumn("product_mean_91", F.col("__product_91") / 91)
+             .withColumn("county_share_91", F.try_divide(F.col("__units_91"), F.col("__product_91")))
+             .withColumn("price_change_28_91", F.try_divide(F.col("__net_price_28"), F.col("net_price_91")))
+             .withColumn("category_index", F.element_at(cat_index, F.col("category")).cast("double"))
+             .where(F.col("date") >= F.lit(first + dt.timedelta(days=p.lookback)))
+             .drop("__units_91", "__product_91", "__net_price_28", "net_kes", "gross_kes", "discount_kes")
+             .fillna(-1.0, subset=["net_price_91", "price_change_28_91", "discount_share_91", "county_share_91"])
+             .fillna(0.0, subset=["log_population", "province_index"])
+             .persist(StorageLevel.MEMORY_AND_DISK))
+    series.unpersist()
+    return FeatureTable(frame, first + dt.timedelta(days=p.lookback), as_of, categories, n_series)
+
+
+# ---- model ----------------------------------------------------------------------------------------------
+def _assemble(df: DataFrame) -> DataFrame:
+    from pyspark.ml.feature import VectorAssembler
+
+    return VectorAssembler(inputCols=list(FEATURES), outputCol="features", handleInvalid="keep").transform(df)
+
+
+def fit_model(features: FeatureTable, origin: dt.date, p: ForecastParams):
+    """A gradient-boosted-trees model trained on the target days (origin - train_days, origin]."""
+    from pyspark.ml.regression import GBTRegressor
+
+    start = origin - dt.timedelta(days=p.train_days - 1)
+    rows = features.frame.where(F.col("date").between(start, origin) & F.col("units").isNotNull())
+    keep = (F.col("units") > 0) | (F.rand(p.seed) < p.zero_sample_rate)
+    train = _assemble(rows.where(keep).withColumn(
+        "w", F.when(F.col("units") > 0, F.lit(1.0)).otherwise(F.lit(1.0 / p.zero_sample_rate))))
+    gbt = GBTRegressor(featuresCol="features", labelCol="units", weightCol="w", maxIter=p.max_iter,
+                       maxDepth=p.max_depth, stepSize=0.1, subsamplingRate=0.8, seed=p.seed, maxBins=64,
+                       cacheNodeIds=True)
+    return gbt.fit(train)
+
+
+def predict(model, features: FeatureTable, origin: dt.date, p: ForecastParams) -> DataFrame:
+    """Point forecasts for the target days (origin, origin + horizon]."""
+    end = origin + dt.timedelta(days=p.horizon)
+    rows = features.frame.where((F.col("date") > F.lit(origin)) & (F.col("date") <= F.lit(end)))
+    scored = model.transform(_assemble(rows))
+    return scored.select(
+        *SERIES, "category", "date", F.datediff("date", F.lit(origin)).alias("horizon_days"),
+        F.greatest(F.col("prediction"), F.lit(0.0)).alias("model_units"), "units",
+        *[F.col(f"lag_{k}") for k in (7, 14, 21, 28)],
+    )
+
+
+# ---- backtest ----------------------------------------------------------------------------------------------
+def origins(as_of: dt.date, p: ForecastParams) -> list[dt.date]:
+    return [as_of - dt.timedelta(days=p.horizon * k) for k in range(p.origins, 0, -1)]
+
+
+def _baselines(predicted: DataFrame, features: FeatureTable, origin: dt.date) -> DataFrame:
+    """Seasonal naive (the same weekday in the last week before the origin) and the 28-day moving average."""
+    ma = (features.frame.where(F.col("date").between(origin - dt.timedelta(days=27), origin))
+          .groupBy(*SERIES).agg(F.avg(F.col("units").cast("double")).alias("moving_average_units")))
+    weeks_back = F.ceil(F.col("horizon_days") / 7)
+    snaive = (F.when(weeks_back == 1, F.col("lag_7")).when(weeks_back == 2, F.col("lag_14"))
+              .when(weeks_back == 3, F.col("lag_21")).otherwise(F.col("lag_28")))
+    return predicted.withColumn("seasonal_naive_units", snaive.cast("double")).join(ma, SERIES)
+
+
+def backtest(features: FeatureTable, p: ForecastParams,
+             progress: Callable[[str], None] = log.info) -> tuple[DataFrame, dict[str, float]]:
+    """Retrain at every rolling origin and forecast its next ``horizon`` days; the rows carry the actuals and
+    both baselines. Returns the rows (persisted) and the seconds each phase took."""
+    parts, seconds = [], {}
+    for origin in origins(features.as_of, p):
+        started = time.monotonic()
+        model = fit_model(features, origin, p)
+        seconds[f"train_{origin}"] = time.monotonic() - started
+        progress(f"backtest origin {origin}: model trained in {seconds[f'train_{origin}']:.1f} s")
+        part = _baselines(predict(model, features, origin, p), features, origin)
+        parts.append(part.select(
+            F.lit(origin).alias("origin_date"), *SERIES, "category", F.col("date").alias("target_date"),
+            "horizon_days", F.col("units").alias("actual_units"), "model_units", "seasonal_naive_units",
+            "moving_average_units"))
+    rows = parts[0]
+    for part in parts[1:]:
+        rows = rows.unionByName(part)
+    return conform(rows, schemas.forecast_backtest).persist(StorageLevel.MEMORY_AND_DISK), seconds
+
+
+def _mase_scales(features: FeatureTable, keys: list[str], p: ForecastParams) -> DataFrame:
+    """Per series of a level and origin: the mean absolute seasonal (lag-7) difference over the training days
+    before the origin, the MASE denominator."""
+    grid = features.frame.where(F.col("units").isNotNull())
+    agg = grid.groupBy(*keys, "date").agg(F.sum("units").cast("double").alias("y"))
+    w = Window.partitionBy(*keys).orderBy("date") if keys else Window.orderBy("date")
+    diffs = agg.withColumn("d", F.abs(F.col("y") - F.lag("y", 7).over(w))).where(F.col("d").isNotNull())
+    scales = []
+    for origin in origins(features.as_of, p):
+        start = origin - dt.timedelta(days=p.train_days - 1)
+        scales.append(diffs.where(F.col("date").between(start, origin)).groupBy(*keys)
+                      .agg(F.avg("d").alias("scale")).withColumn("origin_date", F.lit(origin)))
+    out = scales[0]
+    for s in scales[1:]:
+        out = out.unionByName(s)
+    return out
+
+
+def level_metrics(rows: DataFrame, features: FeatureTable, p: ForecastParams, level: str,
+                  keys: list[str] | None = None) -> dict[str, float]:
+    """WAPE, MASE and bias of the model and both baselines at one level of aggregation, over every origin."""
+    keys = LEVELS[level] if keys is None else keys
+    cols = {"actual": "actual_units", **{m: f"{m}_units" for m in METHODS}}
+    agg = rows.groupBy("origin_date", *keys, "target_date").agg(
+        *[F.sum(c).cast("double").alias(n) for n, c in cols.items()])
+    per_series = agg.groupBy("origin_date", *keys).agg(
+        F.sum("actual").alias("actual"), F.count(F.lit(1)).alias("n"),
+        *[F.sum(F.abs(F.col(m) - F.col("actual"))).alias(f"abs_{m}") for m in METHODS],
+        *[F.sum(F.col(m) - F.col("actual")).alias(f"err_{m}") for m in METHODS])
+    scaled = per_series.join(_mase_scales(features, keys, p), ["origin_date", *keys], "left")
+    positive = F.col("scale") > 0
+    row = scaled.agg(
+        F.sum("actual").alias("actual"),
+        *[F.sum(f"abs_{m}").alias(f"abs_{m}") for m in METHODS],
+        *[F.sum(f"err_{m}").alias(f"err_{m}") for m in METHODS],
+        *[F.avg(F.when(positive, F.try_divide(F.col(f"abs_{m}") / F.col("n"), F.col("scale")))).alias(f"mase_{m}")
+          for m in METHODS],
+    ).collect()[0]
+    actual = row["actual"] or 0.0
+    out = {}
+    for m in METHODS:
+        out[f"backtest/{level}/{m}/wape"] = row[f"abs_{m}"] / actual if actual else math.nan
+        out[f"backtest/{level}/{m}/mase"] = float(row[f"mase_{m}"]) if row[f"mase_{m}"] is not None else math.nan
+        out[f"backtest/{level}/{m}/bias"] = row[f"err_{m}"] / actual if actual else math.nan
+    return out
+
+
+def residual_quantiles(rows: DataFrame, keys: list[str], q: float = 0.9) -> DataFrame:
+    """Per series: the ``q`` quantile of the backtest errors (actual - model) and their standard deviation."""
+    agg = rows.groupBy("origin_date", *keys, "target_date").agg(
+        F.sum("actual_units").cast("double").alias("a"), F.sum("model_units").alias("f"))
+    return agg.groupBy(*keys).agg(
+        F.percentile(F.col("a") - F.col("f"), q).alias("residual_q"),
+        F.stddev_pop(F.col("a") - F.col("f")).alias("sigma_error"),
+        F.count(F.lit(1)).alias("residual_days"))
+
+
+# ---- the final forecast ----------------------------------------------------------------------------------
+@dataclass
+class ForecastRun:
+    forecast: DataFrame
+    backtest: DataFrame
+    metrics: dict[str, float]
+    model: object
+    seconds: dict[str, float] = field(default_factory=dict)
+    series: int = 0
+    training_rows: int = 0
+
+
+def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
+                   model_version: str, progress: Callable[[str], None] = log.info) -> ForecastRun:
+    """Backtest at the rolling origins, then train on everything up to ``as_of`` and forecast the next
+    ``horizon`` days of every active series, with a P90 from the series' backtest residuals."""
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    features = build_features(daily, fact, counties, as_of, p)
+    days = features.frame.count()
+    seconds["features"] = time.monotonic() - started
+    progress(f"features: {features.series:,} series x {days // max(features.series, 1)} days = {days:,} rows "
+             f"in {seconds['features']:.1f} s")
+    rows, bt_seconds = backtest(features, p, progress)
+    seconds.update(bt_seconds)
+    started = time.monotonic()
+    metrics: dict[str, float] = {}
+    for level in LEVELS:
+        metrics.update(level_metrics(rows, features, p, level))
+    seconds["evaluate"] = time.monotonic() - started
+    progress("backtest WAPE (product x county): " + ", ".join(
+        f"{m} {metrics[f'backtest/product_county/{m}/wape']:.3f}" for m in METHODS))
+    started = time.monotonic()
+    model = fit_model(features, as_of, p)
+    seconds["train_final"] = time.monotonic() - started
+    quantiles = residual_quantiles(rows, SERIES)
+    point = predict(model, features, as_of, p)
+    forecast = (point.join(quantiles, SERIES, "left").join(
+        F.broadcast(counties.select("county_code", "county_name")), "county_code", "left")
+        .select(*SERIES, "county_name", "category", F.col("date").alias("forecast_date"), "horizon_days",
+                F.col("model_units").alias("forecast_units"),
+                F.greatest(F.col("model_units"), F.col("model_units") + F.coalesce("residual_q", F.lit(0.0)))
+                .alias("forecast_p90_units"),
+                F.lit(as_of).alias("origin_date"), F.lit(model_version).alias("model_version")))
+    start = as_of - dt.timedelta(days=p.train_days - 1)
+    training_rows = features.frame.where(F.col("date").between(start, as_of)).count()
+    return ForecastRun(conform(forecast, schemas.sales_forecast), rows, metrics, model, seconds, features.series, training_rows)
+
+
+def county_category_forecast(forecast: DataFrame, backtest_rows: DataFrame) -> DataFrame:
+    """County x category demand: the sum of the product forecasts (coherent by construction), with a P90 from
+    the county x category backtest residuals."""
+    keys = ["county_code", "category"]
+    quantiles = residual_quantiles(backtest_rows, keys)
+    summed = forecast.groupBy(*keys, "county_name", "forecast_date", "horizon_days", "origin_date",
+                              "model_version").agg(F.sum("forecast_units").alias("forecast_units"),
+                                                   F.count(F.lit(1)).alias("series"))
+    out = summed.join(quantiles, keys, "left").withColumn(
+        "forecast_p90_units",
+        F.greatest(F.col("forecast_units"), F.col("forecast_units") + F.coalesce("residual_q", F.lit(0.0))))
+    return conform(out, schemas.county_demand_forecast)
+
+
+def history_chart(backtest_rows: DataFrame, forecast: DataFrame, daily: DataFrame, as_of: dt.date,
+                  top: int = 3) -> bytes:
+    """PNG: national daily units (actuals, backtest forecasts, the forecast and its P90 sum) and the top
+    series, so a person can see how the model does."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    since = as_of - dt.timedelta(days=140)
+    actual = {r[0]: r[1] for r in daily.where(F.col("order_date").between(since, as_of))
+              .groupBy("order_date").agg(F.sum("units")).collect()}
+    bt = {r[0]: r[1] for r in backtest_rows.groupBy("target_date").agg(F.sum("model_units")).collect()}
+    fc = sorted((r[0], r[1], r[2]) for r in forecast.groupBy("forecast_date")
+                .agg(F.sum("forecast_units"), F.sum("forecast_p90_units")).collect())
+    top_series = [(r["product_id"], r["county_code"], r["county_name"]) for r in
+                  forecast.groupBy("product_id", "county_code", "county_name").agg(F.sum("forecast_units").alias("u"))
+                  .orderBy(F.col("u").desc(), "product_id", "county_code").limit(top).collect()]
+    fig, axes = plt.subplots(1 + len(top_series), 1, figsize=(11, 3.2 * (1 + len(top_series))), squeeze=False)
+    ax = axes[0][0]
+    ax.plot(sorted(actual), [actual[d] for d in sorted(actual)], color="black", lw=1, label="actual units")
+    ax.plot(sorted(bt), [bt[d] for d in sorted(bt)], color="tab:blue", lw=1, label="backtest forecast")
+    ax.plot([d for d, _, _ in fc], [u for _, u, _ in fc], color="tab:red", lw=1.5, label="forecast")
+    ax.fill_between([d for d, _, _ in fc], [u for _, u, _ in fc], [q for _, _, q in fc], color="tab:red",
+                    alpha=0.15, label="up to sum of P90")
+    ax.set_title("National daily units: actual, rolling-origin backtest and the next 28 days")
+    ax.legend(loc="upper left", fontsize=8)
+    for i, (pid, code, name) in enumerate(top_series, start=1):
+        ax = axes[i][0]
+        mine = (F.col("product_id") == pid) & (F.col("county_code") == code)
+        a = sorted((r[0], r[1]) for r in daily.where(mine & F.col("order_date").between(since, as_of))
+                   .groupBy("order_date").agg(F.sum("units")).collect())
+        b = sorted((r[0], r[1]) for r in backtest_rows.where(mine).select("target_date", "model_units").collect())
+        f = sorted((r[0], r[1], r[2]) for r in forecast.where(mine)
+                   .select("forecast_date", "forecast_units", "forecast_p90_units").collect())
+        ax.bar([d for d, _ in a], [u for _, u in a], color="grey", width=1.0, label="actual units")
+        ax.plot([d for d, _ in b], [u for _, u in b], color="tab:blue", lw=1, label="backtest forecast")
+        ax.plot([d for d, _, _ in f], [u for _, u, _ in f], color="tab:red", lw=1.5, label="forecast")
+        ax.plot([d for d, _, _ in f], [q for _, _, q in f], color="tab:red", lw=1, ls="--", label="P90")
+        ax.set_title(f"{pid} in {name}")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,326 @@
+"""Sales forecast, backtest, county demand and inventory recommendations, against independent pandas
+computations from the landing files (and hand-worked examples for the policy simulation).
+
+The lake here has its own home (270 days of generated history, enough for three 28-day backtest origins and a
+90-day training window) and is built by the real command line in its own process: `ecommerce-lake run`."""
+
+import base64
+import datetime as dt
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from dagster._core.instance.ref import InstanceRef
+from pyspark.sql import functions as F
+
+from ecommerce_lake.generator.generate import GeneratorConfig, generate
+from ecommerce_lake.logic import forecast as fc
+from ecommerce_lake.logic import inventory as inv
+from ecommerce_lake.settings import ConfigError, Settings
+from ecommerce_lake_tests import oracle
+
+TRAIN_DAYS = 60  # 270 days of history: 119 look-back + 3 x 28 origins + 7 (MASE) + 60
+LEAD_TIMES = "Phones=10;county:47=3"
+AS_OF = dt.date(2025, 11, 30)
+
+
+@pytest.fixture(scope="module")
+def flake(tmp_path_factory, spark):
+    home = tmp_path_factory.mktemp("forecast_home")
+    landing = home / "landing"
+    generate(GeneratorConfig(out=landing, seed=11, days=270, customers=2500, products=40, lines=30000,
+                             dirty_rate=0.02, end_date=AS_OF))
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "ECOMMERCE_LAKE_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
+           "ECOMMERCE_LAKE_FORECAST_TRAIN_DAYS": str(TRAIN_DAYS), "ECOMMERCE_LAKE_LEAD_TIMES": LEAD_TIMES}
+    exe = Path(sys.executable).parent / "ecommerce-lake"
+    proc = subprocess.run([str(exe), "run", "--report", str(home / "report.json")], env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
+    fact = oracle.expected_fact_sales(oracle.read_landing(landing), dt.datetime.now(dt.UTC))
+    known = fact[fact["county_code"] != 0]
+    daily = known.groupby(["product_id", "county_code", "order_date"])["quantity"].sum().astype(int)
+    lake = home / "lake"
+
+    def table(name: str):
+        return spark.read.format("delta").load(str(lake / name))
+
+    def metadata(key: str) -> dict:
+        event = instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
+        return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+    def check(key: str, name: str):
+        return instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey(key.split("/")), name)).evaluation
+
+    return SimpleNamespace(home=home, landing=landing, lake=lake, instance=instance, fact=fact, daily=daily,
+                           table=table, metadata=metadata, check=check, stdout=proc.stdout)
+
+
+def _units(flake, product: str, county: int, day: dt.date) -> int:
+    return int(flake.daily.get((product, county, day), 0))
+
+
+def test_series_are_those_that_sold_in_the_last_90_days(flake):
+    since = AS_OF - dt.timedelta(days=89)
+    recent = flake.daily[[since <= d <= AS_OF for d in flake.daily.index.get_level_values("order_date")]]
+    expected = {(p, c) for p, c, _ in recent[recent > 0].index}
+    forecast = flake.table("ml/sales_forecast").toPandas()
+    assert set(zip(forecast["product_id"], forecast["county_code"], strict=True)) == expected
+    per_series = forecast.groupby(["product_id", "county_code"])
+    assert (per_series.size() == 28).all()
+    assert sorted(forecast["horizon_days"].unique()) == list(range(1, 29))
+    assert set(forecast["forecast_date"]) == {AS_OF + dt.timedelta(days=h) for h in range(1, 29)}
+    assert (forecast["origin_date"] == AS_OF).all()
+    assert (forecast["forecast_units"] >= 0).all()
+    assert (forecast["forecast_p90_units"] >= forecast["forecast_units"]).all()
+
+
+def test_backtest_actuals_and_baselines_match_pandas(flake):
+    bt = flake.table("ml/forecast_backtest").toPandas()
+    origins = sorted(bt["origin_date"].unique())
+    assert origins == [AS_OF - dt.timedelta(days=28 * k) for k in (3, 2, 1)]
+    assert (bt.groupby(["origin_date", "product_id", "county_code"]).size() == 28).all()
+    for row in bt.itertuples():
+        assert row.actual_units == _units(flake, row.product_id, row.county_code, row.target_date), row
+        weeks = math.ceil(row.horizon_days / 7)
+        snaive = _units(flake, row.product_id, row.county_code, row.target_date - dt.timedelta(days=7 * weeks))
+        assert row.seasonal_naive_units == snaive, row
+        assert row.target_date - dt.timedelta(days=7 * weeks) <= row.origin_date
+    sample = bt.drop_duplicates(["origin_date", "product_id", "county_code"]).head(200)
+    for row in sample.itertuples():
+        window = [_units(flake, row.product_id, row.county_code, row.origin_date - dt.timedelta(days=k))
+                  for k in range(28)]
+        assert row.moving_average_units == pytest.approx(sum(window) / 28), row
+
+
+def _metrics(bt: pd.DataFrame, keys: list[str], flake, train_days: int) -> dict[str, float]:
+    """WAPE, bias and MASE from the backtest rows and the pandas daily history, independently of Spark."""
+    cols = ["actual_units", "model_units", "seasonal_naive_units", "moving_average_units"]
+    agg = bt.groupby(["origin_date", *keys, "target_date"])[cols].sum().reset_index()
+    out = {}
+    actual = agg["actual_units"].sum()
+    for m in fc.METHODS:
+        err = agg[f"{m}_units"] - agg["actual_units"]
+        out[f"{m}/wape"] = err.abs().sum() / actual
+        out[f"{m}/bias"] = err.sum() / actual
+    # MASE: mean over series and origins of MAE / (mean |y_t - y_t-7| over the training days up to the origin)
+    history = flake.daily.reset_index()
+    series = bt[["product_id", "county_code"]].drop_duplicates()
+    history = history.merge(series, on=["product_id", "county_code"])
+    first = min(bt["origin_date"]) - dt.timedelta(days=train_days + 7)
+    days = pd.date_range(first, AS_OF).date
+    dense = (history.groupby([*keys, "order_date"])["quantity"].sum() if keys
+             else history.groupby("order_date")["quantity"].sum())
+    ratios = {m: [] for m in fc.METHODS}
+    groups = agg.groupby(["origin_date", *keys]) if keys else agg.groupby("origin_date")
+    for gkey, g in groups:
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        origin, skey = gkey[0], gkey[1:]
+        ys = np.array([dense.get((*skey, d) if keys else d, 0) for d in days], dtype=float)
+        train = [i for i, d in enumerate(days) if origin - dt.timedelta(days=train_days - 1) <= d <= origin]
+        scale = np.mean([abs(ys[i] - ys[i - 7]) for i in train])
+        if scale > 0:
+            for m in fc.METHODS:
+                ratios[m].append((g[f"{m}_units"] - g["actual_units"]).abs().mean() / scale)
+    for m in fc.METHODS:
+        out[f"{m}/mase"] = float(np.mean(ratios[m]))
+    return out
+
+
+@pytest.mark.parametrize("level", ["product_county", "county", "national"])
+def test_backtest_metrics_match_an_independent_computation(flake, level):
+    bt = flake.table("ml/forecast_backtest").toPandas()
+    md = flake.metadata("ml/sales_forecast")
+    expected = _metrics(bt, fc.LEVELS[level], flake, md["train_days"])
+    for name, value in expected.items():
+        assert md[f"backtest/{level}/{name}"] == pytest.approx(value, abs=2e-6), name
+    assert {f"backtest/{level}/{m}/{k}" for m in fc.METHODS for k in fc.METRICS} <= set(md)
+
+
+def test_model_beats_seasonal_naive_and_is_saved(flake, spark):
+    evaluation = flake.check("ml/sales_forecast", "model_beats_seasonal_naive")
+    assert evaluation.passed, evaluation.metadata
+    md = flake.metadata("ml/sales_forecast")
+    assert md["backtest/product_county/model/wape"] < md["backtest/product_county/seasonal_naive/wape"]
+    assert md["model_version"].startswith("20251130-")
+    assert md["train_days"] == TRAIN_DAYS
+    path = md["model_path"]
+    assert path == f"{flake.lake}/ml/_models/sales_forecast/{md['model_version']}"
+    from pyspark.ml.regression import GBTRegressionModel
+
+    model = GBTRegressionModel.load(path)
+    assert model.numFeatures == len(fc.FEATURES)
+    png = base64.b64decode(md["forecast_vs_actual"].split("base64,")[1].rstrip(")"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert set(flake.table("ml/sales_forecast").select("model_version").distinct().toPandas()["model_version"]) \
+        == {md["model_version"]}
+
+
+def test_features_use_nothing_after_the_horizon_cutoff(flake, spark):
+    """No leakage: scaling every sale after an origin T changes no feature of the days up to T + 28."""
+    daily = flake.table("curated/daily_sales")
+    fact = flake.table("curated/fact_sales")
+    counties = flake.table("refined/counties")
+    params = fc.ForecastParams(train_days=TRAIN_DAYS)
+    origin = AS_OF - dt.timedelta(days=28)
+    after = F.col("order_date") > F.lit(origin)
+    daily2 = daily.withColumn("units", F.when(after, F.col("units") * 3).otherwise(F.col("units"))) \
+        .withColumn("net_revenue_kes", F.when(after, F.col("net_revenue_kes") * 5).otherwise(F.col("net_revenue_kes")))
+    fact2 = fact.withColumn("discount_kes", F.when(after, F.lit(0)).otherwise(F.col("discount_kes")))
+    cols = ["product_id", "county_code", "date", *fc.FEATURES]
+    window = F.col("date").between(origin + dt.timedelta(days=1), origin + dt.timedelta(days=28))
+    a = fc.build_features(daily, fact, counties, AS_OF, params)
+    b = fc.build_features(daily2, fact2, counties, AS_OF, params)
+    try:
+        left = a.frame.where(window).select(*cols)
+        right = b.frame.where(window).select(*cols)
+        assert left.count() == right.count() > 0
+        assert left.exceptAll(right).count() == 0 and right.exceptAll(left).count() == 0
+        # ... while the days after T + 28 do see the change (the test would notice a no-op)
+        later = F.col("date") > F.lit(origin + dt.timedelta(days=28))
+        assert a.frame.where(later).select(*cols).exceptAll(b.frame.where(later).select(*cols)).count() > 0
+    finally:
+        a.frame.unpersist()
+        b.frame.unpersist()
+
+
+def test_county_demand_is_the_sum_of_the_product_forecasts(flake):
+    product = flake.table("ml/sales_forecast").toPandas()
+    county = flake.table("ml/county_demand_forecast").toPandas().set_index(["county_code", "category", "forecast_date"])
+    expected = product.groupby(["county_code", "category", "forecast_date"])["forecast_units"].sum()
+    assert set(expected.index) == set(county.index)
+    for key, value in expected.items():
+        assert county.loc[key, "forecast_units"] == pytest.approx(value, abs=1e-9)
+    assert (county["forecast_p90_units"] >= county["forecast_units"]).all()
+    assert flake.check("ml/county_demand_forecast", "sums_match_product_forecasts").passed
+    md = flake.metadata("ml/county_demand_forecast")
+    assert {f"backtest/county_category/{m}/{k}" for m in fc.METHODS for k in fc.METRICS} <= set(md)
+
+
+def test_inventory_recommendations_follow_the_formulas(flake):
+    forecast = flake.table("ml/sales_forecast").toPandas()
+    bt = flake.table("ml/forecast_backtest").toPandas()
+    products = flake.table("refined/products").toPandas().set_index("product_id")
+    rec = flake.table("ml/inventory_recommendations").toPandas().set_index(["product_id", "county_code"])
+    z = 1.6448536269514722  # the 95% quantile of the standard normal
+    bt["err"] = bt["actual_units"] - bt["model_units"]
+    sigma = bt.groupby(["product_id", "county_code"])["err"].std(ddof=0)
+    demand = forecast.groupby(["product_id", "county_code"])["forecast_units"].mean()
+    category = forecast.groupby(["product_id", "county_code"])["category"].first()
+    # the latest stock snapshot per product and county, read from the landing files
+    lookup = oracle.county_lookup()
+    snapshots = {}
+    landing = oracle.read_landing(flake.landing)
+    for r in landing.rows["inventory"]:
+        v = r.values
+        if r.malformed:
+            continue
+        try:
+            on_hand = int(v["on_hand"])
+            as_of = dt.date.fromisoformat(v["as_of"])
+        except ValueError:
+            continue
+        code = oracle.resolve(v["county"], lookup)
+        if on_hand < 0 or not code:
+            continue
+        key = (v["product_id"].strip(), code)
+        if key not in snapshots or (as_of, r.batch, r.row) >= snapshots[key][0]:
+            snapshots[key] = ((as_of, r.batch, r.row), on_hand)
+    assert set(rec.index) == set(demand.index)
+    ordered = 0
+    for key, d in demand.items():
+        row = rec.loc[key]
+        lead = 3 if key[1] == 47 else 10 if category[key] == "Phones" else 7  # county:47 beats Phones
+        ss = z * sigma[key] * math.sqrt(lead)
+        rop = d * lead + ss
+        cost = math.nan  # a product missing from refined.products (its rows were rejected) has no cost: no EOQ
+        if key[0] in products.index:
+            cost = products.loc[key[0], "unit_cost_kes"]
+            cost = float(cost if cost is not None and not pd.isna(cost) else products.loc[key[0], "list_price_kes"])
+        eoq = math.sqrt(2 * d * 365 * 1000 / (0.25 * cost)) if d > 0 and cost > 0 else 0.0
+        assert row["lead_time_days"] == lead, key
+        assert row["safety_stock"] == pytest.approx(ss, rel=1e-9, abs=1e-9), key
+        assert row["reorder_point"] == pytest.approx(rop, rel=1e-9, abs=1e-9), key
+        assert row["eoq"] == pytest.approx(eoq, rel=1e-9, abs=1e-9), key
+        if key in snapshots:
+            on_hand = snapshots[key][1]
+            assert row["on_hand"] == on_hand, key
+            s, q = math.ceil(rop), max(math.ceil(eoq), 1)
+            should = on_hand <= s and d > 0
+            assert bool(row["order_now"]) == should, key
+            expected_qty = ((s - on_hand) // q + 1) * q if should else 0
+            assert row["order_quantity"] == expected_qty, key
+            if should:
+                assert on_hand + row["order_quantity"] > s
+                ordered += 1
+        else:
+            assert pd.isna(row["on_hand"]) and row["order_now"] is None
+    assert ordered > 0
+    md = flake.metadata("ml/inventory_recommendations")
+    for name in ("target_cycle_service_level", "achieved_cycle_service_level", "fill_rate"):
+        assert 0 <= md[f"simulation/{name}"] <= 1
+    assert md["simulation/target_cycle_service_level"] == 0.95
+    evaluation = flake.check("ml/inventory_recommendations", "simulated_service_level")
+    assert evaluation.passed == (md["simulation/achieved_cycle_service_level"] >= 0.92), evaluation.metadata
+
+
+# ---- the policy simulation on hand-worked cases ------------------------------------------------------
+def _window(origin: str, actual: list[int], model: list[float]) -> list[dict]:
+    o = dt.date.fromisoformat(origin)
+    return [{"origin_date": o, "product_id": "P1", "county_code": 1, "category": "Home",
+             "target_date": o + dt.timedelta(days=i + 1), "actual_units": a, "model_units": m}
+            for i, (a, m) in enumerate(zip(actual, model, strict=True))]
+
+
+def test_simulation_by_hand():
+    """Lead time 2, service level 95% (z = 1.645), unit cost 100 KES, ordering cost 1,000 KES, holding 25%/year.
+    Demand rate 1/day in both windows, so Q = ceil(sqrt(2 x 365 x 1000 / 25)) = 171.
+
+    Window A (actual 1,1,1,1): sigma from window B's errors (2,-1,-1,1): sqrt(1.75 - 0.25^2) = 1.299, so
+    s = ceil(2 + 1.645 x 1.299 x sqrt 2) = 6; stock 6 -> order 171 on day 0, arriving day 2; no demand unmet.
+    Window B (actual 3,0,0,2): sigma from window A's errors (all 0) = 0, so s = 2; stock 2 -> order on day 0;
+    day 0 demand 3: 2 sold, 1 unmet -> the cycle of that order (days 0-1) is a stockout cycle.
+    Cycles 2, stockouts 1 -> cycle service level 0.5; fill rate (4 + 4) / (4 + 5) = 8/9."""
+    rows = _window("2025-01-01", [1, 1, 1, 1], [1.0] * 4) + _window("2025-01-05", [3, 0, 0, 2], [1.0] * 4)
+    params = inv.PolicyParams(service_level=0.95, lead_time_days=2, ordering_cost_kes=1000, holding_cost_rate=0.25)
+    result = inv.simulate(pd.DataFrame(rows), {"P1": 100.0}, params)
+    assert result.cycles == 2 and result.stockout_cycles == 1
+    assert result.achieved_cycle_service_level == 0.5
+    assert result.fill_rate == pytest.approx(8 / 9)
+    assert result.series_windows == 2
+
+
+def test_lead_time_overrides_and_their_errors():
+    params = inv.PolicyParams(lead_time_overrides=inv.parse_overrides("Phones=10; county:47=3; Phones@47=21"))
+    assert params.lead_time("Phones", 1) == 10
+    assert params.lead_time("Home", 47) == 3
+    assert params.lead_time("Phones", 47) == 21
+    assert params.lead_time("Home", 1) == 7
+    with pytest.raises(ConfigError, match="LEAD_TIMES.*Phones=ten"):
+        Settings(home="/tmp/unused", lead_times="Phones=ten")
+    with pytest.raises(ConfigError, match="SERVICE_LEVEL"):
+        Settings(home="/tmp/unused", service_level=1.2)
+
+
+def test_too_little_history_skips_the_forecast_with_a_warning(lake_run):
+    """The shared lake holds 20 days: far too few for an honest backtest. The run still succeeds; the forecast
+    and what depends on it are skipped, and the log says why."""
+    assert lake_run.report.exit_code == 0
+    for key in ("ml/sales_forecast", "ml/forecast_backtest", "ml/county_demand_forecast",
+                "ml/inventory_recommendations"):
+        assert key not in lake_run.report.materialized
+    assert "ml/rfm_scores" in lake_run.report.materialized
+    records = dg.DagsterInstance.get().all_logs(lake_run.report.run_id)
+    messages = [r.user_message for r in records if "not forecasting" in (r.user_message or "")]
+    assert messages and "an honest backtest needs at least 266 days" in messages[0], messages
