@@ -20,7 +20,7 @@ from pathlib import Path
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
 
 
-def _run(home: Path, args: list[str]) -> dict:
+def _run(home: Path, args: list[str], command: str = "run") -> dict:
     report = home / f"report-{int(time.time() * 1000)}.json"
     env = {**os.environ, "ECOMMERCE_LAKE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
@@ -29,7 +29,7 @@ def _run(home: Path, args: list[str]) -> dict:
     log = home / "run.log"
     started = time.monotonic()
     with log.open("w") as out:
-        proc = subprocess.Popen([str(exe), "run", *args, "--report", str(report)], env=env, stdout=out,
+        proc = subprocess.Popen([str(exe), command, *args, "--report", str(report)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         peak = 0
         while proc.poll() is None:
@@ -37,7 +37,7 @@ def _run(home: Path, args: list[str]) -> dict:
             time.sleep(0.5)
     wall = time.monotonic() - started
     if proc.returncode != 0 or not report.exists():
-        raise RuntimeError(f"`ecommerce-lake run {' '.join(args)}` failed:\n{log.read_text()[-6000:]}")
+        raise RuntimeError(f"`ecommerce-lake {command} {' '.join(args)}` failed:\n{log.read_text()[-6000:]}")
     data = json.loads(report.read_text())
     data["wall_seconds"] = wall
     data["peak_rss_mb"] = peak / 2**20
@@ -122,3 +122,96 @@ def _summary(report: dict) -> dict:
                                                              key=lambda kv: -kv[1])[:8]},
         "peak_rss_mb": round(report["peak_rss_mb"]),
     }
+
+
+LAKE_GROUPS = "group:raw or group:refined or group:curated"
+
+
+def _prepare(home: Path, lines: int, days: int, seed: int) -> tuple[Path, Path]:
+    """Generate ``days + 1`` days of data with ``lines`` order lines over ``days``; hold the last batch back."""
+    landing = home / "landing"
+    summary = generate(GeneratorConfig(out=landing, seed=seed, days=days + 1, lines=int(lines * (days + 1) / days),
+                                       overwrite=True))
+    held = home / "held"
+    held.mkdir(exist_ok=True)
+    shutil.move(str(landing / summary.last_batch), held / summary.last_batch)
+    return landing, held / summary.last_batch
+
+
+def _per_asset(report: dict) -> dict:
+    """Per step: wall seconds, rows written and rows written per second."""
+    out = {}
+    for step, secs in sorted(report["step_seconds"].items(), key=lambda kv: -kv[1]):
+        rows = report.get("step_rows", {}).get(step)
+        out[step] = {"seconds": round(secs, 2), "rows": rows,
+                     "rows_per_second": round(rows / secs) if rows and secs > 0 else None}
+    return out
+
+
+def bench_scales(scales: list[int], days: int = 730, seed: int = 42, ml: bool = True) -> dict:
+    """For each scale (order lines): generate, build the whole graph through Dagster (lake, then ml), print
+    per-asset and total wall time, rows per second and peak memory. Ratios measured in the same run:
+
+    * orchestration_overhead: the lake (raw, refined, curated; no checks) through Dagster vs the same
+      transformation functions in one plain PySpark process (``ecommerce-lake plain-build``), at the scale
+      closest to 1M lines;
+    * incremental_vs_full: one new day vs the full rebuild of the lake, at the largest scale;
+    * scaling: full-rebuild seconds per million lines at the largest scale vs at 1M lines (needs 1M in scales).
+    """
+    import platform as _platform
+
+    scales = sorted(scales)
+    reference = min(scales, key=lambda s: abs(s - 1_000_000))
+    out: dict = {"machine": {"cpus": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") *
+                                                                          os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                             "python": _platform.python_version(), "system": _platform.platform()},
+                 "days": days, "scales": {}, "ratios": {}}
+    for lines in scales:
+        with tempfile.TemporaryDirectory(prefix=f"ecommerce_lake_bench_{lines}_") as tmp:
+            home = Path(tmp)
+            started = time.monotonic()
+            landing, held = _prepare(home, lines, days, seed)
+            entry: dict = {"generate_seconds": round(time.monotonic() - started, 1)}
+            print(f"[{lines:,} lines] generated in {entry['generate_seconds']} s; full build of the lake ...",
+                  flush=True)
+            full = _run(home, ["--select", LAKE_GROUPS])
+            order_lines = full["materialized"].get("raw/order_items") or lines
+            entry.update(order_lines=order_lines, full=_summary(full), per_asset=_per_asset(full),
+                         full_rows_per_second=round(order_lines / full["wall_seconds"]))
+            print(f"  lake {full['wall_seconds']:.1f} s ({entry['full_rows_per_second']:,} lines/s, peak "
+                  f"{full['peak_rss_mb']:.0f} MB)", flush=True)
+            if ml:
+                ml_run = _run(home, ["--select", "group:ml"])
+                entry["ml"] = _summary(ml_run)
+                entry["ml_per_asset"] = _per_asset(ml_run)
+                print(f"  ml {ml_run['wall_seconds']:.1f} s (peak {ml_run['peak_rss_mb']:.0f} MB)", flush=True)
+            entry["total_seconds"] = round(full["wall_seconds"] + (entry["ml"]["wall_seconds"] if ml else 0), 1)
+            if lines == reference:
+                dagster_home = home / "no_checks"
+                dagster_home.mkdir()
+                (dagster_home / "landing").symlink_to(landing)
+                bare = _run(dagster_home, ["--select", LAKE_GROUPS, "--no-checks"])
+                plain_home = home / "plain"
+                plain_home.mkdir()
+                (plain_home / "landing").symlink_to(landing)
+                plain = _run(plain_home, [], command="plain-build")
+                entry["dagster_no_checks_seconds"] = round(bare["wall_seconds"], 1)
+                entry["plain_pyspark_seconds"] = round(plain["wall_seconds"], 1)
+                out["ratios"]["orchestration_overhead"] = round(bare["wall_seconds"] / plain["wall_seconds"], 3)
+                print(f"  Dagster without checks {bare['wall_seconds']:.1f} s vs plain PySpark "
+                      f"{plain['wall_seconds']:.1f} s", flush=True)
+            if lines == scales[-1]:
+                shutil.move(str(held), landing / held.name)
+                incremental = _run(home, ["--incremental"])
+                entry["incremental"] = _summary(incremental)
+                out["ratios"]["incremental_vs_full"] = round(incremental["wall_seconds"] / full["wall_seconds"], 3)
+                print(f"  one new day {incremental['wall_seconds']:.1f} s", flush=True)
+            out["scales"][str(lines)] = entry
+    per_million = {s: out["scales"][str(s)]["full"]["wall_seconds"] / (s / 1e6) for s in scales}
+    if 1_000_000 in per_million and scales[-1] > 1_000_000:
+        out["ratios"]["scaling"] = round(per_million[scales[-1]] / per_million[1_000_000], 3)
+    else:
+        out["ratios"]["scaling"] = None
+        out["ratios"]["scaling_note"] = "needs 1,000,000 and a larger scale in --scales"
+    out["targets"] = {"orchestration_overhead": 1.15, "incremental_vs_full": 0.10, "scaling": 1.2}
+    return out

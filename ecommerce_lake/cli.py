@@ -94,7 +94,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     ensure_dagster_home(settings)
     return run_lake(settings, selection=args.select, mode="incremental" if args.incremental else "full",
-                    report_path=args.report)
+                    report_path=args.report, checks=not args.no_checks)
+
+
+def cmd_plain_build(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from ecommerce_lake.plain import build
+
+    settings = _settings()
+    started = time.monotonic()
+    seconds = build(settings)
+    total = time.monotonic() - started
+    print(f"plain PySpark build: {len(seconds)} tables in {total:.1f} s")
+    if args.report:
+        Path(args.report).write_text(json.dumps({"seconds": total, "tables": seconds}, indent=2) + "\n")
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -142,7 +158,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     results: dict = {}
-    if args.suite == "session":
+    if args.scales:
+        from ecommerce_lake.bench import bench_scales
+
+        scales = [int(s.replace("_", "")) for s in args.scales.split(",") if s.strip()]
+        results = r = bench_scales(scales, days=args.days, ml=not args.no_ml)
+        print(f"machine: {r['machine']}")
+        print(f"{'order lines':>12} {'lake s':>8} {'lines/s':>9} {'peak MB':>8} {'ml s':>7} {'total s':>8}")
+        for lines, e in r["scales"].items():
+            print(f"{int(lines):>12,} {e['full']['wall_seconds']:>8.1f} {e['full_rows_per_second']:>9,} "
+                  f"{e['full']['peak_rss_mb']:>8,} {e.get('ml', {}).get('wall_seconds', 0):>7.1f} "
+                  f"{e['total_seconds']:>8.1f}")
+            for step, f in list(e["per_asset"].items())[:12]:
+                print(f"{'':>14}{step:40} {f['seconds']:>8.1f} s  "
+                      + (f"{f['rows_per_second']:,} rows/s" if f["rows_per_second"] else ""))
+        for name, value in r["ratios"].items():
+            target = r["targets"].get(name)
+            print(f"ratio {name}: {value}" + (f" (target <= {target})" if target else ""))
+    elif args.suite == "session":
         from ecommerce_lake.bench_session import bench
 
         results["session"] = r = bench(args.steps)
@@ -214,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--incremental", action="store_true",
                    help="only the day partitions new batches touch (default: every day that holds data)")
     p.add_argument("--report", help="also write the run's figures (times per step and layer, rows) as JSON")
+    p.add_argument("--no-checks", action="store_true", help="skip the asset checks (benchmarks only)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plain-build", help="build raw, refined and curated in one plain PySpark program without "
+                       "Dagster (the benchmark's baseline; writes the configured lake)")
+    p.add_argument("--report", help="write the seconds per table as JSON")
+    p.set_defaults(func=cmd_plain_build)
 
     p = sub.add_parser("sql", help="run a SQL query against the lake's catalog, e.g. 'select * from curated.daily_sales'")
     p.add_argument("query")
@@ -231,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("bench", help="benchmarks that print figures (see docs/performance.md)")
     p.add_argument("--suite", choices=["session", "lake"], default="session")
+    p.add_argument("--scales", nargs="?", const="100000,1000000,5000000",
+                   help="order-line scales, e.g. 100000,1000000,5000000 (the default when given without a value): "
+                   "per-asset and total times, rows/s, peak memory and the ratios orchestration_overhead, "
+                   "incremental_vs_full and scaling")
+    p.add_argument("--no-ml", action="store_true", help="scales: build the lake only (not the ml group)")
     p.add_argument("--steps", type=int, default=6, help="session suite: length of the Spark asset chain")
     p.add_argument("--days", type=int, default=730, help="lake suite: days of history")
     p.add_argument("--lines", type=int, default=1_000_000, help="lake suite: order lines of history")

@@ -9,10 +9,18 @@ from __future__ import annotations
 import dagster as dg
 
 from ecommerce_lake.defs import automation, curated, forecasting, ml, raw, refined
+from ecommerce_lake.defs.maintenance import build_maintenance
 from ecommerce_lake.defs.resources import build_resources
 from ecommerce_lake.settings import Settings
 
-DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, forecasting.defs, automation.defs)
+LAKE_DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, forecasting.defs)
+
+
+def _domains() -> tuple[dg.Definitions, ...]:
+    """Every domain, plus the Delta maintenance of every table the lake domains store."""
+    tables = [a for d in LAKE_DOMAINS for a in (d.assets or []) if isinstance(a, dg.AssetsDefinition)]
+    return (*LAKE_DOMAINS, build_maintenance(tables), automation.defs)
+
 
 lake_job = dg.define_asset_job(
     "lake_job",
@@ -25,7 +33,7 @@ lake_job = dg.define_asset_job(
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions.merge(
-        *DOMAINS,
+        *_domains(),
         dg.Definitions(
             jobs=[lake_job],
             resources=build_resources(settings),

@@ -20,7 +20,7 @@ def render_tables_md() -> str:
     parts = [HEADER]
     from ecommerce_lake.logic.segments import rules_markdown
 
-    for layer in ("raw", "refined", "curated", "ml"):
+    for layer in ("raw", "refined", "curated", "ml", "ops"):
         parts.append(f"\n## {layer}\n")
         for schema in schemas.ALL:
             if schema.name.startswith(layer + "."):

@@ -24,6 +24,7 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     # numeric metadata of the materializations (e.g. seconds/features, backtest/...), per asset
     figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    step_rows: dict[str, int] = field(default_factory=dict)  # rows written per step (all its outputs)
 
     @property
     def exit_code(self) -> int:
@@ -63,7 +64,8 @@ def plan_run(settings: Settings, mode: str = "full") -> RunPlan:
 
 
 def execute(settings: Settings, selection: str | None = None, instance: dg.DagsterInstance | None = None,
-            tags: dict[str, str] | None = None, log_level: str = "INFO", mode: str = "full") -> RunReport:
+            tags: dict[str, str] | None = None, log_level: str = "INFO", mode: str = "full",
+            checks: bool = True) -> RunReport:
     from ecommerce_lake.definitions import build_defs
     from ecommerce_lake.partitions import RANGE_END_TAG, RANGE_START_TAG
 
@@ -76,6 +78,8 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
         target = target & dg.AssetSelection.groups("raw").downstream() - dg.AssetSelection.groups("ml")
     if selection:
         target = target & dg.AssetSelection.from_string(selection)
+    if not checks:  # benchmarks: the transformations alone
+        target = target.without_checks()
     tags = dict(tags or {})
     if plan.days:
         tags.update({RANGE_START_TAG: plan.days[0], RANGE_END_TAG: plan.days[1]})
@@ -121,6 +125,8 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
             report.materialized[mat.asset_key.to_user_string()] = rows.value if rows is not None else None
+            if event.step_key and rows is not None:
+                report.step_rows[event.step_key] = report.step_rows.get(event.step_key, 0) + int(rows.value or 0)
             numbers = {k: v.value for k, v in mat.metadata.items()
                        if k.startswith(("seconds/", "backtest/", "simulation/")) and isinstance(v.value, (int, float))}
             if numbers:
@@ -159,8 +165,8 @@ def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
 
 
 def run_lake(settings: Settings, selection: str | None = None, mode: str = "full",
-             report_path: str | None = None) -> int:
-    report = execute(settings, selection=selection, mode=mode)
+             report_path: str | None = None, checks: bool = True) -> int:
+    report = execute(settings, selection=selection, mode=mode, checks=checks)
     print_report(report, settings)
     if report_path:
         import json

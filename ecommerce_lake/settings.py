@@ -98,6 +98,7 @@ class Settings:
     lead_times: str = ""
     ordering_cost_kes: float = 1000.0
     holding_cost_rate: float = 0.25
+    vacuum_retention_hours: int = 168
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -137,7 +138,8 @@ class Settings:
         for var, value, low in (("FORECAST_TRAIN_DAYS", self.forecast_train_days, 56),
                                 ("FORECAST_ORIGINS", self.forecast_origins, 3),
                                 ("FORECAST_MAX_ITER", self.forecast_max_iter, 1),
-                                ("LEAD_TIME_DAYS", self.lead_time_days, 1)):
+                                ("LEAD_TIME_DAYS", self.lead_time_days, 1),
+                                ("VACUUM_RETENTION_HOURS", self.vacuum_retention_hours, 168)):
             if value < low:
                 raise ConfigError(f"{PREFIX}{var}={value}: must be at least {low}")
         if self.ordering_cost_kes < 0 or self.holding_cost_rate <= 0:
@@ -195,7 +197,8 @@ class Settings:
         for var, attr in (("SPARK_SHUFFLE_PARTITIONS", "spark_shuffle_partitions"),
                           ("SENSOR_MAX_BATCHES_PER_TICK", "sensor_max_batches_per_tick"),
                           ("FORECAST_TRAIN_DAYS", "forecast_train_days"), ("FORECAST_ORIGINS", "forecast_origins"),
-                          ("FORECAST_MAX_ITER", "forecast_max_iter"), ("LEAD_TIME_DAYS", "lead_time_days")):
+                          ("FORECAST_MAX_ITER", "forecast_max_iter"), ("LEAD_TIME_DAYS", "lead_time_days"),
+                          ("VACUUM_RETENTION_HOURS", "vacuum_retention_hours")):
             if (value := get(var)) is not None and value != "":
                 kwargs[attr] = _int(PREFIX + var, value)
         for var, attr in (

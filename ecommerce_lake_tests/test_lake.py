@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 from pyspark.sql import functions as F
 
 from ecommerce_lake.runner import execute
@@ -261,3 +262,27 @@ def test_incremental_batch_rewrites_only_the_days_it_touches(lake_run, settings,
     exp_daily = expected.groupby(["order_date", "county_code", "product_id"])["net_revenue_kes"].apply(
         lambda s: sum(s, Decimal("0"))).to_dict()
     assert daily == exp_daily
+
+
+def test_every_materialization_records_performance_figures(lake_run):
+    """Wall time, rows in and out, rows per second, bytes and files written, and the Spark task metrics of the
+    step's jobs, as numeric metadata (the UI plots them over time)."""
+    instance = dg.DagsterInstance.get()
+    for key in ("raw/orders", "refined/orders", "curated/fact_sales", "curated/daily_sales",
+                "curated/county_monthly_kpis"):
+        records = instance.fetch_materializations(dg.AssetKey(key.split("/")), limit=20).records
+        written = [r.asset_materialization.metadata for r in records
+                   if "perf/step_seconds" in r.asset_materialization.metadata]  # not the "unchanged" records
+        assert written, key
+        v = {k: m.value for k, m in written[0].items()}
+        assert v["perf/step_seconds"] > 0, key
+        assert v["perf/rows_out"] == v["dagster/row_count"], key
+        assert v["perf/rows_per_second"] == pytest.approx(v["perf/rows_out"] / v["perf/step_seconds"], rel=0.01, abs=0.06)
+        assert v["perf/rows_in"] > 0, key
+        assert v["lake/bytes_written"] > 0 and v["lake/files_written"] >= 1, key
+        assert v["spark/jobs"] >= 1 and v["spark/tasks"] >= 1, key
+        assert v["spark/executor_run_time_seconds"] > 0, key
+        for name in ("shuffle_read_bytes", "shuffle_write_bytes", "memory_spilled_bytes", "disk_spilled_bytes"):
+            assert v[f"spark/{name}"] >= 0, (key, name)
+    refined = instance.get_latest_materialization_event(dg.AssetKey(["refined", "orders"])).asset_materialization
+    assert refined.metadata["spark/shuffle_write_bytes"].value > 0  # refine_sales dedups and joins: it shuffles

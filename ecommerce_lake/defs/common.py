@@ -16,6 +16,7 @@ OWNERS = {
     "refined": ["team:data-platform"],
     "curated": ["team:analytics-engineering"],
     "ml": ["team:data-science"],
+    "ops": ["team:data-platform"],
 }
 
 

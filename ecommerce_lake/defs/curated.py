@@ -60,7 +60,7 @@ def category_share_by_county(daily: DataFrame) -> DataFrame:
     return curate.category_share_by_county(daily)
 
 
-@dg.asset(**asset_kwargs(schemas.top_products_by_county),
+@dg.asset(**asset_kwargs(schemas.top_products_by_county, zorder_by=["county_code"]),
           ins={"daily": _in(DAILY_SALES), "products": _in(REFINED_KEYS["products"], "product_id", "product_name")})
 def top_products_by_county(daily: DataFrame, products: DataFrame) -> DataFrame:
     return curate.top_products_by_county(daily, products)

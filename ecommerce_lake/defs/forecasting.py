@@ -142,7 +142,7 @@ def sales_forecasting(context: dg.AssetExecutionContext, daily: DataFrame, fact:
     })
     yield dg.Output(run.backtest, output_name="forecast_backtest", metadata={
         **common, "origins": dg.MetadataValue.json([str(o) for o in fc.origins(as_of, params)]), **metrics})
-    run.backtest.unpersist()
+    run.release()
 
 
 @dg.asset(**asset_kwargs(schemas.county_demand_forecast),

@@ -123,7 +123,8 @@ def _rows_accounted(table: str) -> ExtraCheck:
             F.sum(F.when(F.col("bad") & F.col("in_rejects").isNull(), 1).otherwise(0)).alias("bad_not_in_rejects"),
             F.sum(F.when(good & F.col("in_kept").isNull(), 1).otherwise(0)).alias("lost"),
             F.countDistinct(F.when(good, F.col("__content"))).alias("distinct_good"),
-        ).collect()[0]
+        ).collect()[0].asDict()
+        stats = {k: (v or 0) for k, v in stats.items()}  # sums over no rows are null (e.g. no inventory yet)
         kept_stats = kept.join(lineage, ["_source_file", "_row_number"], "left").agg(
             F.count(F.lit(1)).alias("kept"),
             F.sum(F.when(F.col("in_raw").isNull(), 1).otherwise(0)).alias("not_from_raw"),

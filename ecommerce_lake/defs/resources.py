@@ -10,6 +10,7 @@ from dagster_aws.s3 import S3Resource
 from ecommerce_lake.defs.automation import SensorSettingsResource
 from ecommerce_lake.defs.common import QualityResource
 from ecommerce_lake.defs.forecasting import ForecastConfig, InventoryPolicyConfig
+from ecommerce_lake.defs.maintenance import MaintenanceConfig
 from ecommerce_lake.defs.ml import SegmentationConfig
 from ecommerce_lake.platform.io_manager import DeltaIOManager
 from ecommerce_lake.platform.lake import LakeResource
@@ -72,6 +73,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "segmentation": SegmentationConfig(as_of=settings.rfm_as_of),
         "forecasting": ForecastConfig(as_of=settings.forecast_as_of, train_days=settings.forecast_train_days,
                                       origins=settings.forecast_origins, max_iter=settings.forecast_max_iter),
+        "maintenance": MaintenanceConfig(retention_hours=settings.vacuum_retention_hours),
         "inventory_policy": InventoryPolicyConfig(
             service_level=settings.service_level, lead_time_days=settings.lead_time_days,
             lead_times=settings.lead_times, ordering_cost_kes=settings.ordering_cost_kes,

@@ -348,6 +348,13 @@ class ForecastRun:
     seconds: dict[str, float] = field(default_factory=dict)
     series: int = 0
     training_rows: int = 0
+    features: FeatureTable | None = None
+
+    def release(self) -> None:
+        """Unpersist the cached feature table and backtest rows (after both outputs are written)."""
+        self.backtest.unpersist()
+        if self.features is not None:
+            self.features.frame.unpersist()
 
 
 def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
@@ -384,7 +391,8 @@ def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
                 F.lit(as_of).alias("origin_date"), F.lit(model_version).alias("model_version")))
     start = as_of - dt.timedelta(days=p.train_days - 1)
     training_rows = features.frame.where(F.col("date").between(start, as_of)).count()
-    return ForecastRun(conform(forecast, schemas.sales_forecast), rows, metrics, model, seconds, features.series, training_rows)
+    return ForecastRun(conform(forecast, schemas.sales_forecast), rows, metrics, model, seconds, features.series,
+                       training_rows, features)
 
 
 def county_category_forecast(forecast: DataFrame, backtest_rows: DataFrame) -> DataFrame:

@@ -23,6 +23,7 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from ecommerce_lake.platform.lake import LakeError, LakeResource, WriteResult, catalog_name
+from ecommerce_lake.platform.spark_metrics import performance_metadata
 from ecommerce_lake.platform.schema_meta import dataframe_table_schema
 
 
@@ -124,6 +125,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             + ")"
         )
         context.add_output_metadata(self._metadata(context, obj, result, partitions_written))
+        context.add_output_metadata(performance_metadata(context, self.lake.session(), result.rows or 0))
 
     def _metadata(
         self, context: dg.OutputContext, obj, result: WriteResult, partitions_written: list[str]

@@ -80,6 +80,8 @@ class SparkResource(dg.ConfigurableResource):
             "spark.databricks.delta.schema.autoMerge.enabled": "false",
             "spark.databricks.delta.replaceWhere.constraintCheck.enabled": "true",
             "spark.sql.sources.partitionOverwriteMode": "static",
+            # DataFrame -> pandas (the inventory simulation, charts) through Arrow, not row by row
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
         }
         if self.metastore_uri:
             conf["spark.hadoop.hive.metastore.uris"] = self.metastore_uri

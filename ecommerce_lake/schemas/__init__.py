@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.schemas import curated, ml, raw, refined
+from ecommerce_lake.schemas import curated, ml, ops, raw, refined
 
-ALL: tuple[pa.DataFrameSchema, ...] = (*raw.ALL, *refined.ALL, *curated.ALL, *ml.ALL)
+ALL: tuple[pa.DataFrameSchema, ...] = (*raw.ALL, *refined.ALL, *curated.ALL, *ml.ALL, *ops.ALL)
 BY_NAME: dict[str, pa.DataFrameSchema] = {s.name: s for s in ALL}
 
 

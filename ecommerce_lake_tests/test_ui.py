@@ -1,0 +1,92 @@
+"""The Dagster UI as a person uses it, in a real browser: headless Chromium (Debian's ``chromium``) driven by
+Playwright, against the webserver and daemon on 127.0.0.1 with a temporary DAGSTER_HOME and a small lake.
+
+Screenshots are saved under ``$ECOMMERCE_LAKE_TEST_ARTIFACTS/ui`` (default ``test-artifacts/ui``)."""
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+
+from ecommerce_lake.generator.generate import GeneratorConfig, generate
+from ecommerce_lake_tests.servers import BIN, free_port, http_json, process, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("ECOMMERCE_LAKE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("ECOMMERCE_LAKE_TEST_ARTIFACTS", REPO / "test-artifacts")) / "ui"
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium); .ci/run does")
+    home = tmp_path_factory.mktemp("ui_home")
+    generate(GeneratorConfig(out=home / "landing", seed=5, days=8, customers=300, products=25, lines=1500,
+                             end_date=dt.date(2025, 11, 30)))
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")  # queued runs, one at a time
+    env = {"ECOMMERCE_LAKE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    built = subprocess.run([str(BIN / "ecommerce-lake"), "run"], env={**os.environ, **env}, capture_output=True,
+                           text=True, timeout=1200)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    port = free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    web_cmd = [sys.executable, "-m", "dagster_webserver", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
+               "-p", str(port)]
+    daemon_cmd = [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")]
+    with process(web_cmd, home / "webserver.log", env=env) as web, \
+            process(daemon_cmd, home / "daemon.log", env=env):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_json(f"{url}/server_info"), 180, "dagster-webserver", web, home / "webserver.log")
+        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
+        yield SimpleNamespace(url=url, home=home, instance=instance)
+
+
+@pytest.fixture(scope="module")
+def page(ui):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=60_000)  # the first render of a page can take a while on a loaded machine
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        context.set_default_timeout(60_000)
+        yield context.new_page()
+        browser.close()
+
+
+def _shot(page, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    return path
+
+
+def _open(page, url: str) -> None:
+    """Go to a page; dismiss the first-visit community dialog if it shows."""
+    page.goto(url)
+    page.wait_for_load_state("load")
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.first.wait_for(state="visible", timeout=3000)
+        skip.first.click()
+    except Exception:  # noqa: BLE001 - shown once per browser profile, if at all
+        pass
+
+
+def test_asset_graph_shows_the_groups(ui, page):
+    from playwright.sync_api import expect
+
+    _open(page, f"{ui.url}/asset-groups")
+    expect(page.get_by_text("Global asset lineage")).to_be_visible()
+    for group in ("raw", "refined", "curated", "ml"):
+        expect(page.get_by_role("button", name=f"asset_group {group} {group}")).to_be_visible()
+    page.wait_for_timeout(1000)  # let the graph settle before the picture
+    assert _shot(page, "asset-graph").stat().st_size > 10_000
