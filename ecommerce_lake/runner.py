@@ -76,8 +76,9 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     if mode == "incremental":  # what new batches can change: the raw tables and everything downstream, except
         # the ml group, which refreshes on its own cron (daily scoring, weekly training), not per batch
         target = target & dg.AssetSelection.groups("raw").downstream() - dg.AssetSelection.groups("ml")
-    if selection:
-        target = target & dg.AssetSelection.from_string(selection)
+    if selection:  # a full run may also select the ops group (``--select group:ops``: Delta maintenance now)
+        base = target if mode == "incremental" else dg.AssetSelection.all()
+        target = base & dg.AssetSelection.from_string(selection)
     if not checks:  # benchmarks: the transformations alone
         target = target.without_checks()
     tags = dict(tags or {})

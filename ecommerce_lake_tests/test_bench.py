@@ -29,3 +29,38 @@ def test_plain_build_makes_the_same_curated_tables(tmp_path, spark):
     rows = fact.select("order_id", "line_number", "net_revenue_kes").collect()
     assert len(rows) == len(expected)
     assert sum((r["net_revenue_kes"] for r in rows), Decimal(0)) == sum(expected["net_revenue_kes"], Decimal(0))
+
+
+def test_bench_scales_reports_figures_and_ratios(tmp_path):
+    """`bench --scales` at two tiny scales: per-asset figures for each, and the ratios of the same run."""
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "TMPDIR": str(tmp_path)}
+    proc = subprocess.run([str(EXE), "bench", "--scales", "1500,3000", "--days", "6", "--no-ml", "--output",
+                           str(out)], env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["scales"]) == {"1500", "3000"}
+    assert report["machine"]["cpus"] == os.cpu_count()
+    for lines, entry in report["scales"].items():
+        full = entry["full"]
+        assert full["wall_seconds"] > 0 and full["peak_rss_mb"] > 100
+        # the generator holds the last day back; the six days before it hold about the requested lines
+        assert abs(entry["order_lines"] - int(lines)) <= 0.25 * int(lines)
+        assert entry["full_rows_per_second"] == round(entry["order_lines"] / full["wall_seconds"])
+        steps = entry["per_asset"]
+        assert {"raw_ingest_sales", "refine_sales"} <= set(steps)
+        assert steps["raw_ingest_sales"]["rows"] > entry["order_lines"]  # orders + lines + payments
+        assert "ml" not in entry  # --no-ml
+    reference = report["scales"]["3000"]  # the scale closest to 1M is the reference for the overhead ratio
+    ratios = report["ratios"]
+    assert reference["plain_pyspark_seconds"] > 0  # JSON figures are rounded to 0.1 s, the ratio is not
+    assert abs(ratios["orchestration_overhead"]
+               - reference["dagster_no_checks_seconds"] / reference["plain_pyspark_seconds"]) < 0.02
+    assert "plain_pyspark_seconds" not in report["scales"]["1500"]
+    # one new day on the largest scale, against that scale's full rebuild
+    assert reference["incremental"]["wall_seconds"] > 0
+    assert abs(ratios["incremental_vs_full"] - reference["incremental"]["wall_seconds"]
+               / reference["full"]["wall_seconds"]) < 0.01
+    assert ratios["scaling"] is None and "1,000,000" in ratios["scaling_note"]  # needs 1M and a larger scale
+    assert report["targets"] == {"orchestration_overhead": 1.15, "incremental_vs_full": 0.10, "scaling": 1.2}
+    assert "ratio orchestration_overhead" in proc.stdout and "raw_ingest_sales" in proc.stdout

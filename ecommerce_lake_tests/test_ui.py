@@ -90,3 +90,53 @@ def test_asset_graph_shows_the_groups(ui, page):
         expect(page.get_by_role("button", name=f"asset_group {group} {group}")).to_be_visible()
     page.wait_for_timeout(1000)  # let the graph settle before the picture
     assert _shot(page, "asset-graph").stat().st_size > 10_000
+
+
+def test_curated_asset_shows_columns_and_lineage(ui, page):
+    from playwright.sync_api import expect
+
+    from ecommerce_lake.schemas import schema_for
+
+    _open(page, f"{ui.url}/assets/curated/daily_sales")
+    # the column schema comes from the pandera schema (dagster/column_schema): every column is listed
+    for column in schema_for("curated.daily_sales").columns:
+        expect(page.get_by_text(column, exact=True).first).to_be_visible()
+    _shot(page, "daily-sales-columns")
+    _open(page, f"{ui.url}/assets/curated/daily_sales?view=lineage")
+    # upstream lineage: the refined tables daily_sales is built from are drawn as nodes
+    expect(page.get_by_text("fact_sales", exact=True).first).to_be_visible()
+    page.wait_for_timeout(1000)
+    assert _shot(page, "daily-sales-lineage").stat().st_size > 10_000
+
+
+def test_materialize_with_upstream_and_see_checks(ui, page):
+    from playwright.sync_api import expect
+
+    before = {r.run_id for r in ui.instance.get_runs()}
+    _open(page, f"{ui.url}/asset-groups")
+    page.locator(".CodeMirror").first.click()
+    page.keyboard.type('1+key:"ml/segment_summary"')
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="asset_group ml ml")).to_be_visible()
+    _shot(page, "segment-summary-selection")
+    page.get_by_role("button", name="Materialize all").first.click()
+    # the run is launched from the browser; wait for the daemon to dequeue it and for it to succeed
+    deadline = dt.datetime.now() + dt.timedelta(minutes=10)
+    run = None
+    while dt.datetime.now() < deadline:
+        new = [r for r in ui.instance.get_runs() if r.run_id not in before]
+        if new and new[0].is_finished:
+            run = new[0]
+            break
+        page.wait_for_timeout(2000)
+    assert run is not None, "the run launched from the UI did not finish within 10 minutes"
+    assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+    selected = {k.to_user_string() for k in run.asset_selection or set()}
+    # "1+": the asset and its direct upstream assets (segment_summary is built from rfm_scores and counties)
+    assert selected == {"ml/segment_summary", "ml/rfm_scores", "refined/counties"}, selected
+    _open(page, f"{ui.url}/runs/{run.run_id}")
+    expect(page.get_by_text("Success").first).to_be_visible()
+    _shot(page, "segment-summary-run")
+    _open(page, f"{ui.url}/assets/ml/rfm_scores?view=checks")
+    expect(page.get_by_text("Passed").first).to_be_visible()
+    assert _shot(page, "rfm-scores-checks").stat().st_size > 10_000

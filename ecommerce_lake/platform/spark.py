@@ -69,6 +69,8 @@ class SparkResource(dg.ConfigurableResource):
             # Delta rebuilds table state from its log with this many partitions (default 50): size it like
             # the shuffle, or every read of a small table pays for 50 tasks.
             "spark.databricks.delta.snapshotPartitions": str(self.shuffle_partitions),
+            # VACUUM lists and deletes files with this many tasks (default 10,000: 15 s per small table here)
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(self.shuffle_partitions),
             "spark.sql.session.timeZone": "UTC",
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             "spark.ui.showConsoleProgress": "false",
