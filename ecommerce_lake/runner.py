@@ -121,12 +121,17 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
             report.step_seconds[step] = record.timestamp - starts[step]
             if event.event_type_value == "STEP_FAILURE":
                 report.failed_steps.append(step)
+    counted: set[tuple[str, str]] = set()
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
             report.materialized[mat.asset_key.to_user_string()] = rows.value if rows is not None else None
-            if event.step_key and rows is not None:
+            # a range run records one materialization per partition, each with the output's row count: count
+            # every output once
+            once = (event.step_key or "", mat.asset_key.to_user_string())
+            if event.step_key and rows is not None and once not in counted:
+                counted.add(once)
                 report.step_rows[event.step_key] = report.step_rows.get(event.step_key, 0) + int(rows.value or 0)
             numbers = {k: v.value for k, v in mat.metadata.items()
                        if k.startswith(("seconds/", "backtest/", "simulation/")) and isinstance(v.value, (int, float))}

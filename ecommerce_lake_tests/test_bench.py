@@ -49,7 +49,9 @@ def test_bench_scales_reports_figures_and_ratios(tmp_path):
         assert entry["full_rows_per_second"] == round(entry["order_lines"] / full["wall_seconds"])
         steps = entry["per_asset"]
         assert {"raw_ingest_sales", "refine_sales"} <= set(steps)
-        assert steps["raw_ingest_sales"]["rows"] > entry["order_lines"]  # orders + lines + payments
+        # rows written by the step: orders + lines + payments (about 2.5 per line), each output counted once
+        # although a range run records a materialization per day partition
+        assert entry["order_lines"] < steps["raw_ingest_sales"]["rows"] < 3 * entry["order_lines"]
         assert "ml" not in entry  # --no-ml
     reference = report["scales"]["3000"]  # the scale closest to 1M is the reference for the overhead ratio
     ratios = report["ratios"]

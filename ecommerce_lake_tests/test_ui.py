@@ -134,6 +134,11 @@ def test_materialize_with_upstream_and_see_checks(ui, page):
     selected = {k.to_user_string() for k in run.asset_selection or set()}
     # "1+": the asset and its direct upstream assets (segment_summary is built from rfm_scores and counties)
     assert selected == {"ml/segment_summary", "ml/rfm_scores", "refined/counties"}, selected
+    evaluations = [e.dagster_event.event_specific_data for e in ui.instance.all_logs(run.run_id)
+                   if e.dagster_event is not None and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+    checked = {ev.asset_key.to_user_string() for ev in evaluations}
+    assert {"ml/rfm_scores", "ml/segment_summary"} <= checked, checked  # the run evaluated their checks
+    assert all(ev.passed for ev in evaluations if ev.asset_key.to_user_string() == "ml/rfm_scores")
     _open(page, f"{ui.url}/runs/{run.run_id}")
     expect(page.get_by_text("Success").first).to_be_visible()
     _shot(page, "segment-summary-run")
