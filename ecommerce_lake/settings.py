@@ -93,6 +93,7 @@ class Settings:
     forecast_train_days: int = 365
     forecast_origins: int = 3
     forecast_max_iter: int = 30
+    forecast_max_zero_rows: int = 600_000
     service_level: float = 0.95
     lead_time_days: int = 7
     lead_times: str = ""
@@ -138,6 +139,7 @@ class Settings:
         for var, value, low in (("FORECAST_TRAIN_DAYS", self.forecast_train_days, 56),
                                 ("FORECAST_ORIGINS", self.forecast_origins, 3),
                                 ("FORECAST_MAX_ITER", self.forecast_max_iter, 1),
+                                ("FORECAST_MAX_ZERO_ROWS", self.forecast_max_zero_rows, 1000),
                                 ("LEAD_TIME_DAYS", self.lead_time_days, 1),
                                 ("VACUUM_RETENTION_HOURS", self.vacuum_retention_hours, 168)):
             if value < low:
@@ -198,6 +200,7 @@ class Settings:
                           ("SENSOR_MAX_BATCHES_PER_TICK", "sensor_max_batches_per_tick"),
                           ("FORECAST_TRAIN_DAYS", "forecast_train_days"), ("FORECAST_ORIGINS", "forecast_origins"),
                           ("FORECAST_MAX_ITER", "forecast_max_iter"), ("LEAD_TIME_DAYS", "lead_time_days"),
+                          ("FORECAST_MAX_ZERO_ROWS", "forecast_max_zero_rows"),
                           ("VACUUM_RETENTION_HOURS", "vacuum_retention_hours")):
             if (value := get(var)) is not None and value != "":
                 kwargs[attr] = _int(PREFIX + var, value)

@@ -29,15 +29,17 @@ WEEKLY_TRAINING = cron_condition("0 3 * * 1", "weekly training on Monday 03:00 N
 
 class ForecastConfig(dg.ConfigurableResource):
     """ECOMMERCE_LAKE_FORECAST_AS_OF (origin; default the latest order date), ..._FORECAST_TRAIN_DAYS,
-    ..._FORECAST_ORIGINS, ..._FORECAST_MAX_ITER."""
+    ..._FORECAST_ORIGINS, ..._FORECAST_MAX_ITER, ..._FORECAST_MAX_ZERO_ROWS."""
 
     as_of: str = ""
     train_days: int = 365
     origins: int = 3
     max_iter: int = 30
+    max_zero_rows: int = 600_000
 
     def params(self) -> fc.ForecastParams:
-        return fc.ForecastParams(train_days=self.train_days, origins=self.origins, max_iter=self.max_iter)
+        return fc.ForecastParams(train_days=self.train_days, origins=self.origins, max_iter=self.max_iter,
+                                 max_zero_rows=self.max_zero_rows)
 
 
 class InventoryPolicyConfig(dg.ConfigurableResource):
@@ -134,6 +136,7 @@ def sales_forecasting(context: dg.AssetExecutionContext, daily: DataFrame, fact:
         "series": run.series,
         "train_days": params.train_days,
         "training_rows": run.training_rows,
+        "zero_demand_sample_rate": _float(run.zero_rate),
         **{f"seconds/{k}": _float(v) for k, v in run.seconds.items()},
         "seconds/chart": _float(chart_seconds),
         "seconds/total_before_write": _float(time.monotonic() - started),

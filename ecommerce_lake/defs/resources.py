@@ -72,7 +72,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                    segment_change_warn_share=settings.segment_change_warn_share),
         "segmentation": SegmentationConfig(as_of=settings.rfm_as_of),
         "forecasting": ForecastConfig(as_of=settings.forecast_as_of, train_days=settings.forecast_train_days,
-                                      origins=settings.forecast_origins, max_iter=settings.forecast_max_iter),
+                                      origins=settings.forecast_origins, max_iter=settings.forecast_max_iter,
+                                      max_zero_rows=settings.forecast_max_zero_rows),
         "maintenance": MaintenanceConfig(retention_hours=settings.vacuum_retention_hours),
         "inventory_policy": InventoryPolicyConfig(
             service_level=settings.service_level, lead_time_days=settings.lead_time_days,

@@ -40,6 +40,7 @@ class ForecastParams:
     origins: int = 3  # rolling backtest origins, one horizon apart, the last one a horizon before as_of
     train_days: int = 365  # target days each model is trained on (ending at its origin)
     zero_sample_rate: float = 0.25  # share of zero-demand training rows kept (the kept ones weigh 1/rate)
+    max_zero_rows: int = 600_000  # at most this many zero-demand rows per model (lower rate on big data)
     max_iter: int = 30  # gradient-boosted trees
     max_depth: int = 6
     seed: int = 42
@@ -218,15 +219,31 @@ def _assemble(df: DataFrame) -> DataFrame:
     return VectorAssembler(inputCols=list(FEATURES), outputCol="features", handleInvalid="keep").transform(df)
 
 
-def fit_model(features: FeatureTable, origin: dt.date, p: ForecastParams):
-    """A gradient-boosted-trees model trained on the target days (origin - train_days, origin]."""
+def dormant() -> Column:
+    """A target day whose series sold nothing in its look-back window (days d-118..d-28): the features carry
+    no demand signal of the series, and the forecast is zero (a hurdle rule, not a model output)."""
+    return F.col("nonzero_share_91") <= 0
+
+
+def zero_rate(features: FeatureTable, origin: dt.date, p: ForecastParams) -> float:
+    """The sampling rate of zero-demand training rows: ``zero_sample_rate``, lowered so that at most
+    ``max_zero_rows`` of them are kept (training time stays bounded as the data grows)."""
+    start = origin - dt.timedelta(days=p.train_days - 1)
+    zeros = features.frame.where(F.col("date").between(start, origin) & (F.col("units") == 0) & ~dormant()).count()
+    return min(p.zero_sample_rate, p.max_zero_rows / zeros) if zeros else p.zero_sample_rate
+
+
+def fit_model(features: FeatureTable, origin: dt.date, p: ForecastParams, rate: float | None = None):
+    """A gradient-boosted-trees model trained on the target days (origin - train_days, origin] that are not
+    dormant; zero-demand days are sampled at ``rate`` and weigh 1/rate."""
     from pyspark.ml.regression import GBTRegressor
 
+    rate = zero_rate(features, origin, p) if rate is None else rate
     start = origin - dt.timedelta(days=p.train_days - 1)
-    rows = features.frame.where(F.col("date").between(start, origin) & F.col("units").isNotNull())
-    keep = (F.col("units") > 0) | (F.rand(p.seed) < p.zero_sample_rate)
+    rows = features.frame.where(F.col("date").between(start, origin) & F.col("units").isNotNull() & ~dormant())
+    keep = (F.col("units") > 0) | (F.rand(p.seed) < rate)
     train = _assemble(rows.where(keep).withColumn(
-        "w", F.when(F.col("units") > 0, F.lit(1.0)).otherwise(F.lit(1.0 / p.zero_sample_rate))))
+        "w", F.when(F.col("units") > 0, F.lit(1.0)).otherwise(F.lit(1.0 / rate))))
     gbt = GBTRegressor(featuresCol="features", labelCol="units", weightCol="w", maxIter=p.max_iter,
                        maxDepth=p.max_depth, stepSize=0.1, subsamplingRate=0.8, seed=p.seed, maxBins=64,
                        cacheNodeIds=True)
@@ -240,7 +257,8 @@ def predict(model, features: FeatureTable, origin: dt.date, p: ForecastParams) -
     scored = model.transform(_assemble(rows))
     return scored.select(
         *SERIES, "category", "date", F.datediff("date", F.lit(origin)).alias("horizon_days"),
-        F.greatest(F.col("prediction"), F.lit(0.0)).alias("model_units"), "units",
+        F.when(dormant(), F.lit(0.0)).otherwise(F.greatest(F.col("prediction"), F.lit(0.0))).alias("model_units"),
+        "units",
         *[F.col(f"lag_{k}") for k in (7, 14, 21, 28)],
     )
 
@@ -267,9 +285,11 @@ def backtest(features: FeatureTable, p: ForecastParams,
     parts, seconds = [], {}
     for origin in origins(features.as_of, p):
         started = time.monotonic()
-        model = fit_model(features, origin, p)
+        rate = zero_rate(features, origin, p)
+        model = fit_model(features, origin, p, rate)
         seconds[f"train_{origin}"] = time.monotonic() - started
-        progress(f"backtest origin {origin}: model trained in {seconds[f'train_{origin}']:.1f} s")
+        progress(f"backtest origin {origin}: model trained in {seconds[f'train_{origin}']:.1f} s "
+                 f"(zero-demand days sampled at {rate:.3f})")
         part = _baselines(predict(model, features, origin, p), features, origin)
         parts.append(part.select(
             F.lit(origin).alias("origin_date"), *SERIES, "category", F.col("date").alias("target_date"),
@@ -283,20 +303,23 @@ def backtest(features: FeatureTable, p: ForecastParams,
 
 def _mase_scales(features: FeatureTable, keys: list[str], p: ForecastParams) -> DataFrame:
     """Per series of a level and origin: the mean absolute seasonal (lag-7) difference over the training days
-    before the origin, the MASE denominator."""
-    grid = features.frame.where(F.col("units").isNotNull())
-    agg = grid.groupBy(*keys, "date").agg(F.sum("units").cast("double").alias("y"))
-    w = Window.partitionBy(*keys).orderBy("date") if keys else Window.orderBy("date")
-    diffs = agg.withColumn("d", F.abs(F.col("y") - F.lag("y", 7).over(w))).where(F.col("d").isNotNull())
-    scales = []
-    for origin in origins(features.as_of, p):
-        start = origin - dt.timedelta(days=p.train_days - 1)
-        scales.append(diffs.where(F.col("date").between(start, origin)).groupBy(*keys)
-                      .agg(F.avg("d").alias("scale")).withColumn("origin_date", F.lit(origin)))
-    out = scales[0]
-    for s in scales[1:]:
-        out = out.unionByName(s)
-    return out
+    before the origin, the MASE denominator.
+
+    One pass over the feature table: the grid is dense (every series on every day), so a level's value seven
+    days back is the sum of its series' ``lag_7`` column, and every origin's window is a conditional mean of
+    the same aggregation."""
+    spans = [(o - dt.timedelta(days=p.train_days - 1), o) for o in origins(features.as_of, p)]
+    lo, hi = min(s for s, _ in spans), max(e for _, e in spans)
+    slim = features.frame.where(F.col("date").between(lo, hi) & F.col("units").isNotNull()).select(
+        *keys, "date", F.col("units").cast("double").alias("y"), F.col("lag_7").alias("y7"))
+    if keys != SERIES:  # a level above the series: sum its series first
+        slim = slim.groupBy(*keys, "date").agg(F.sum("y").alias("y"), F.sum("y7").alias("y7"))
+    d = F.abs(F.col("y") - F.col("y7"))
+    per_origin = slim.groupBy(*keys).agg(*[
+        F.avg(F.when(F.col("date").between(s, e), d)).alias(f"__scale_{i}") for i, (s, e) in enumerate(spans)])
+    entries = F.array(*[F.struct(F.lit(e).alias("origin_date"), F.col(f"__scale_{i}").alias("scale"))
+                        for i, (_, e) in enumerate(spans)])
+    return per_origin.select(*keys, F.explode(entries).alias("__o")).select(*keys, "__o.origin_date", "__o.scale")
 
 
 def level_metrics(rows: DataFrame, features: FeatureTable, p: ForecastParams, level: str,
@@ -349,6 +372,7 @@ class ForecastRun:
     series: int = 0
     training_rows: int = 0
     features: FeatureTable | None = None
+    zero_rate: float = 0.0  # sampling rate of the zero-demand days of the final model
 
     def release(self) -> None:
         """Unpersist the cached feature table and backtest rows (after both outputs are written)."""
@@ -378,8 +402,10 @@ def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
     progress("backtest WAPE (product x county): " + ", ".join(
         f"{m} {metrics[f'backtest/product_county/{m}/wape']:.3f}" for m in METHODS))
     started = time.monotonic()
-    model = fit_model(features, as_of, p)
+    rate = zero_rate(features, as_of, p)
+    model = fit_model(features, as_of, p, rate)
     seconds["train_final"] = time.monotonic() - started
+    progress(f"final model trained in {seconds['train_final']:.1f} s (zero-demand days sampled at {rate:.3f})")
     quantiles = residual_quantiles(rows, SERIES)
     point = predict(model, features, as_of, p)
     forecast = (point.join(quantiles, SERIES, "left").join(
@@ -392,7 +418,7 @@ def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
     start = as_of - dt.timedelta(days=p.train_days - 1)
     training_rows = features.frame.where(F.col("date").between(start, as_of)).count()
     return ForecastRun(conform(forecast, schemas.sales_forecast), rows, metrics, model, seconds, features.series,
-                       training_rows, features)
+                       training_rows, features, rate)
 
 
 def county_category_forecast(forecast: DataFrame, backtest_rows: DataFrame) -> DataFrame:
