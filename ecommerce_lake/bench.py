@@ -148,7 +148,8 @@ def _per_asset(report: dict) -> dict:
     return out
 
 
-def bench_scales(scales: list[int], days: int = 730, seed: int = 42, ml: bool = True) -> dict:
+def bench_scales(scales: list[int], days: int = 730, seed: int = 42, ml: bool = True,
+                 keep: str | None = None) -> dict:
     """For each scale (order lines): generate, build the whole graph through Dagster (lake, then ml), print
     per-asset and total wall time, rows per second and peak memory. Ratios measured in the same run:
 
@@ -157,7 +158,11 @@ def bench_scales(scales: list[int], days: int = 730, seed: int = 42, ml: bool = 
       closest to 1M lines;
     * incremental_vs_full: one new day vs the full rebuild of the lake, at the largest scale;
     * scaling: full-rebuild seconds per million lines at the largest scale vs at 1M lines (needs 1M in scales).
+
+    With ``keep``, each scale's landing zone and lakes stay in ``<keep>/<lines>/`` (the Dagster-built lake in
+    ``lake/``, the plain-PySpark one in ``plain/lake/``); otherwise they are deleted.
     """
+    import contextlib
     import platform as _platform
 
     scales = sorted(scales)
@@ -167,11 +172,16 @@ def bench_scales(scales: list[int], days: int = 730, seed: int = 42, ml: bool = 
                              "python": _platform.python_version(), "system": _platform.platform()},
                  "days": days, "scales": {}, "ratios": {}}
     for lines in scales:
-        with tempfile.TemporaryDirectory(prefix=f"ecommerce_lake_bench_{lines}_") as tmp:
+        if keep:
+            place = contextlib.nullcontext(str(Path(keep) / str(lines)))
+            Path(keep, str(lines)).mkdir(parents=True, exist_ok=False)
+        else:
+            place = tempfile.TemporaryDirectory(prefix=f"ecommerce_lake_bench_{lines}_")
+        with place as tmp:
             home = Path(tmp)
             started = time.monotonic()
             landing, held = _prepare(home, lines, days, seed)
-            entry: dict = {"generate_seconds": round(time.monotonic() - started, 1)}
+            entry: dict = {"generate_seconds": round(time.monotonic() - started, 1), "held_back_batch": held.name}
             print(f"[{lines:,} lines] generated in {entry['generate_seconds']} s; full build of the lake ...",
                   flush=True)
             full = _run(home, ["--select", LAKE_GROUPS])

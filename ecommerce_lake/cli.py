@@ -162,7 +162,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ecommerce_lake.bench import bench_scales
 
         scales = [int(s.replace("_", "")) for s in args.scales.split(",") if s.strip()]
-        results = r = bench_scales(scales, days=args.days, ml=not args.no_ml)
+        results = r = bench_scales(scales, days=args.days, ml=not args.no_ml, keep=args.keep)
         print(f"machine: {r['machine']}")
         print(f"{'order lines':>12} {'lake s':>8} {'lines/s':>9} {'peak MB':>8} {'ml s':>7} {'total s':>8}")
         for lines, e in r["scales"].items():
@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=6, help="session suite: length of the Spark asset chain")
     p.add_argument("--days", type=int, default=730, help="lake suite: days of history")
     p.add_argument("--lines", type=int, default=1_000_000, help="lake suite: order lines of history")
-    p.add_argument("--keep", help="lake suite: keep the generated lake in this directory")
+    p.add_argument("--keep", help="keep the generated data and lakes in this directory (lake suite; with --scales, "
+                   "one sub-directory per scale)")
     p.add_argument("--output", help="also write the figures as JSON to this file")
     p.set_defaults(func=cmd_bench)
 

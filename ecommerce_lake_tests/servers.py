@@ -31,10 +31,14 @@ def free_port() -> int:
 def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             value = predicate()
-            if value:
-                return value
+        except AssertionError:  # the predicate saw a definite failure: say so now, not after the timeout
+            raise
+        except Exception:  # not ready yet (connection refused, ...)
+            value = None
+        if value:
+            return value
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{_tail(log)}")
         time.sleep(1)
