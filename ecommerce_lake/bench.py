@@ -173,8 +173,9 @@ def bench_scales(scales: list[int], days: int = 730, seed: int = 42, ml: bool = 
                  "days": days, "scales": {}, "ratios": {}}
     for lines in scales:
         if keep:
-            place = contextlib.nullcontext(str(Path(keep) / str(lines)))
-            Path(keep, str(lines)).mkdir(parents=True, exist_ok=False)
+            kept = Path(keep) / str(lines)
+            kept.mkdir(parents=True, exist_ok=False)
+            place = contextlib.nullcontext(str(kept))
         else:
             place = tempfile.TemporaryDirectory(prefix=f"ecommerce_lake_bench_{lines}_")
         with place as tmp:

@@ -127,8 +127,17 @@ def active_series(daily: DataFrame, as_of: dt.date, active_days: int) -> DataFra
     return series.join(category, "product_id")
 
 
-def _window_sum(col: Column, w: Window, lo: int, hi: int) -> Column:
-    return F.sum(col).over(w.rowsBetween(-hi, -lo))
+def _running(col: Column, w: Window) -> Column:
+    """Running sum of ``col`` up to the current row (a frame Spark extends one row at a time)."""
+    return F.sum(col).over(w.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+
+
+def _span(running: str, w: Window, lo: int, hi: int) -> Column:
+    """Sum over the rows ``hi`` .. ``lo`` back (inclusive) from a running-sum column: two lags, O(1) per row.
+    A sliding frame (``rowsBetween(-hi, -lo)``) re-aggregates its whole frame at every row: 91 additions per
+    row for a 91-day window, which made the forecast features cost minutes. Null when the span lies before
+    the series' first row, a partial sum when it starts before it (as the sliding frame)."""
+    return F.lag(running, lo).over(w) - F.coalesce(F.lag(running, hi + 1).over(w), F.lit(0.0))
 
 
 @dataclass
@@ -172,25 +181,38 @@ def build_features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
     h = p.horizon
     w = Window.partitionBy(*SERIES).orderBy("date")
     u = F.col("units").cast("double")
-    sum91 = _window_sum(u, w, h, h + 90)
-    feats = grid.select(
+    # Rolling sums from running sums (the grid is dense: one row per series and day, so rows back = days back).
+    # Units after as_of are null (the running sum stays flat); every span ends at least h days back, so a
+    # span never reaches past as_of for the days the grid holds.
+    running = grid.select(
         "*",
+        _running(u, w).alias("__r_units"),
+        _running((u > 0).cast("double"), w).alias("__r_nonzero"),
+        _running(F.col("net_kes"), w).alias("__r_net"),
+        _running(F.col("discount_kes"), w).alias("__r_discount"),
+        _running(F.col("gross_kes"), w).alias("__r_gross"),
+    )
+    sum91 = _span("__r_units", w, h, h + 90)
+    sum28 = _span("__r_units", w, h, h + 27)
+    feats = running.select(
+        *grid.columns,
         *[F.lag(u, k).over(w).alias(f"lag_{k}") for k in (7, 14, 21, 28, 35, 42, 49)],
-        (_window_sum(u, w, h, h + 27) / 28).alias("mean_28"),
+        (sum28 / 28).alias("mean_28"),
         (sum91 / 91).alias("mean_91"),
-        (_window_sum((u > 0).cast("double"), w, h, h + 90) / 91).alias("nonzero_share_91"),
+        (_span("__r_nonzero", w, h, h + 90) / 91).alias("nonzero_share_91"),
         sum91.alias("__units_91"),
-        F.try_divide(_window_sum(F.col("net_kes"), w, h, h + 90), sum91).alias("net_price_91"),
-        F.try_divide(_window_sum(F.col("net_kes"), w, h, h + 27), _window_sum(u, w, h, h + 27)).alias("__net_price_28"),
-        F.try_divide(_window_sum(F.col("discount_kes"), w, h, h + 90), _window_sum(F.col("gross_kes"), w, h, h + 90))
+        F.try_divide(_span("__r_net", w, h, h + 90), sum91).alias("net_price_91"),
+        F.try_divide(_span("__r_net", w, h, h + 27), sum28).alias("__net_price_28"),
+        F.try_divide(_span("__r_discount", w, h, h + 90), _span("__r_gross", w, h, h + 90))
         .alias("discount_share_91"),
     )
     # product-level demand across counties (sparse series borrow strength from their product)
     pw = Window.partitionBy("product_id").orderBy("date")
     product = (grid.groupBy("product_id", "date").agg(F.sum("units").cast("double").alias("pu"))
+               .select("product_id", "date", _running(F.col("pu"), pw).alias("__r_pu"))
                .select("product_id", "date",
-                       (_window_sum(F.col("pu"), pw, h, h + 27) / 28).alias("product_mean_28"),
-                       _window_sum(F.col("pu"), pw, h, h + 90).alias("__product_91")))
+                       (_span("__r_pu", pw, h, h + 27) / 28).alias("product_mean_28"),
+                       _span("__r_pu", pw, h, h + 90).alias("__product_91")))
     cal = calendar(spark, first, last)
     county_attrs = counties.select(
         "county_code", F.log(F.col("population_2019").cast("double")).alias("log_population"),
