@@ -316,6 +316,16 @@ def test_lead_time_overrides_and_their_errors():
         Settings(home="/tmp/unused", service_level=1.2)
 
 
+def test_forecast_defaults_agree_everywhere():
+    """The environment's defaults, the Dagster resource's and the model parameters' are the same numbers."""
+    from ecommerce_lake.defs.forecasting import ForecastConfig
+
+    settings, params, resource = Settings(home="/tmp/unused"), fc.ForecastParams(), ForecastConfig()
+    assert (settings.forecast_max_iter, settings.forecast_max_zero_rows, settings.forecast_train_days,
+            settings.forecast_origins) == (params.max_iter, params.max_zero_rows, params.train_days, params.origins)
+    assert resource.params() == params
+
+
 def test_too_little_history_skips_the_forecast_with_a_warning(lake_run):
     """The shared lake holds 20 days: far too few for an honest backtest. The run still succeeds; the forecast
     and what depends on it are skipped, and the log says why."""

@@ -34,8 +34,8 @@ class ForecastConfig(dg.ConfigurableResource):
     as_of: str = ""
     train_days: int = 365
     origins: int = 3
-    max_iter: int = 30
-    max_zero_rows: int = 600_000
+    max_iter: int = fc.ForecastParams.max_iter
+    max_zero_rows: int = fc.ForecastParams.max_zero_rows
 
     def params(self) -> fc.ForecastParams:
         return fc.ForecastParams(train_days=self.train_days, origins=self.origins, max_iter=self.max_iter,
