@@ -92,7 +92,7 @@ class Settings:
     forecast_as_of: str = ""
     forecast_train_days: int = 365
     forecast_origins: int = 3
-    forecast_max_iter: int = 15  # = logic.forecast.ForecastParams (test_settings checks they agree)
+    forecast_max_iter: int = 15  # = logic.forecast.ForecastParams (test_forecast_defaults_agree_everywhere)
     forecast_max_zero_rows: int = 200_000
     service_level: float = 0.95
     lead_time_days: int = 7
