@@ -5,6 +5,7 @@ The lake here has its own home (270 days of generated history, enough for three 
 90-day training window) and is built by the real command line in its own process: `ecommerce-lake run`."""
 
 import base64
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -196,6 +197,33 @@ def test_features_use_nothing_after_the_horizon_cutoff(flake, spark):
     finally:
         a.frame.unpersist()
         b.frame.unpersist()
+
+
+def test_zero_demand_sampling_rates_and_training_rows_match_pandas(flake):
+    """The zero-demand days of every model's window, counted in one pass, against pandas over the same feature
+    rows; a cap below the counts lowers each rate to cap / zeros. The recorded training rows are the rows of the
+    final model's window."""
+    params = fc.ForecastParams(train_days=TRAIN_DAYS)
+    features = fc.build_features(flake.table("curated/daily_sales"), flake.table("curated/fact_sales"),
+                                 flake.table("refined/counties"), AS_OF, params)
+    when = [*fc.origins(AS_OF, params), AS_OF]
+    try:
+        pdf = features.frame.select("date", "units", "nonzero_share_91").toPandas()
+        zeros, rows = {}, {}
+        for o in when:
+            window = pdf[(pdf["date"] > o - dt.timedelta(days=TRAIN_DAYS)) & (pdf["date"] <= o)]
+            rows[o] = len(window)
+            zeros[o] = int(((window["units"] == 0) & (window["nonzero_share_91"] > 0)).sum())
+        assert min(zeros.values()) > 100
+        assert fc.zero_rates(features, when, params) == {o: params.zero_sample_rate for o in when}
+        cap = min(zeros.values()) // 10
+        capped = fc.zero_rates(features, when, dataclasses.replace(params, max_zero_rows=cap))
+    finally:
+        features.frame.unpersist()
+    assert capped == {o: pytest.approx(cap / zeros[o]) for o in when}
+    md = flake.metadata("ml/sales_forecast")
+    assert md["training_rows"] == rows[AS_OF] and md["series"] == features.series
+    assert md["zero_demand_sample_rate"] == pytest.approx(params.zero_sample_rate)
 
 
 def test_county_demand_is_the_sum_of_the_product_forecasts(flake):

@@ -113,3 +113,35 @@ def test_hand_made_customers(spark):
     assert got["c10"]["m_score"] == got["c11"]["m_score"] == 1  # ties share the score
     assert got["c1"]["recency_days"] == 10 and got["c1"]["frequency"] == 10
     assert got["c1"]["monetary_kes"] == Decimal("10000.00") and got["c1"]["rfm_cell"] == "R5F5M5"
+
+
+def test_one_row_per_customer_check_counts_each_fault(spark, resources, tmp_path):
+    """The check on hand-made tables: customers a, b and c bought up to as_of (x only after it); the clusters
+    table holds a twice, c, and an unknown d and lacks b -> 1 missing (b), 1 unexpected (d), 1 duplicated (a)."""
+    from ecommerce_lake.defs.common import CheckEnv
+    from ecommerce_lake.defs.ml import EXTRA, ML_KEYS
+    from ecommerce_lake.platform.lake import LakeResource
+
+    as_of = dt.date(2025, 6, 30)
+    lake = LakeResource(root=str(tmp_path / "lake"), spark=resources["spark"])
+    day = dt.timedelta(days=1)
+    orders = [(c, as_of - day) for c in "abc"] + [("x", as_of + day)]
+    lake.write(spark.createDataFrame(orders, "customer_pseudonym string, order_date date"),
+               dg.AssetKey(["curated", "customer_orders"]))
+    lake.write(spark.createDataFrame([(c, as_of) for c in "abc"], "customer_pseudonym string, as_of date"),
+               ML_KEYS["rfm_scores"])
+    check = {c.name: c for c in EXTRA["customer_clusters"]}["every_customer_has_one_cluster"]
+    env = CheckEnv(None, lake, None)
+
+    clusters = ML_KEYS["customer_clusters"]
+    lake.write(spark.createDataFrame([(c,) for c in "aacd"], "customer_pseudonym string"), clusters)
+    result = check.fn(env)
+    assert not result.passed
+    md = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    assert (md["missing"], md["unexpected"], md["duplicated"], md["customers_expected"]) == (1, 1, 1, 3)
+    assert md["sample_missing"] == ["b"]
+
+    lake.write(spark.createDataFrame([(c,) for c in "abc"], "customer_pseudonym string"), clusters)
+    result = check.fn(env)
+    md = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    assert result.passed and (md["missing"], md["unexpected"], md["duplicated"]) == (0, 0, 0), md
