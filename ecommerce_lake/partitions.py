@@ -28,9 +28,9 @@ def nairobi_today() -> dt.date:
     return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)).date()
 
 
-def clamp_day(day: dt.date | None, fallback: dt.date) -> dt.date:
+def clamp_day(day: dt.date | None, fallback: dt.date, today: dt.date | None = None) -> dt.date:
     """A day usable as a partition key: ``day`` when inside [start, today], else ``fallback`` (clamped)."""
-    today = nairobi_today()
+    today = today or nairobi_today()
     if day is not None and PARTITIONS_START <= day <= today:
         return day
     return min(max(fallback, PARTITIONS_START), today)

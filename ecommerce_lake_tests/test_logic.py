@@ -222,3 +222,47 @@ def test_rolling_forecast_features_match_pandas(spark):
                                                   (0.0 if window(pu, r.date, 28, 118) else -1.0)), r
         checked += 1
     assert checked > 300
+
+
+PLANNER_TIMESTAMPS = [
+    "2025-11-30T14:05:00+03:00", "2025-11-30 14:05:00+03:00", "2025-11-30T14:05:00", "2025-11-30 14:05:00",
+    "2025-11-30T22:30:00Z", "2025-11-30T23:59:59+0300", "2025-11-30T21:00:00-0300", "2025-11-30T01:00:00-03:00",
+    "2025-11-30T14:05", "2025-11-30T23:30+03", "2025-11-30T23:30-03", "2025-11-30T14:05:00.123456+03:00",
+    "2025-11-30T23:59:59.999999999", "  2025-11-30T14:05:00+03:00 ", "2025-12-01T00:30:00+03:00",
+    "2025-11-30T20:59:59z", "2025-11-30T21:00:00+00:00", "2025-02-30T10:00:00", "2025-02-30T10:00:00+03:00",
+    "2025-11-30T25:00:00", "2025-11-30T14:05:61+03:00", "2025-13-01 10:00:00", "yesterday", "12/05/2024 10:00",
+    "2025-11-30", "", "   ",
+]
+
+
+def test_planner_days_agree_with_spark_parsing(spark):
+    """The sensor's and runner's planner (pure Python) gives every timestamp shape the Nairobi date Spark's
+    ingestion gives it, or none where Spark finds it unreadable: a disagreement would put rows outside the run's
+    partitions (and the ingestion would refuse the run)."""
+    from ecommerce_lake.logic import plan
+
+    df = spark.createDataFrame([(t,) for t in PLANNER_TIMESTAMPS], "text string")
+    spark_days = {r["text"]: r["day"] for r in df.select(
+        "text", parsing.nairobi_date(parsing.parse_timestamp(F.col("text")).value).alias("day")).collect()}
+    python_days = {t: plan.nairobi_date(t) for t in PLANNER_TIMESTAMPS}
+    assert python_days == spark_days
+    assert python_days["2025-11-30T22:30:00Z"] == dt.date(2025, 12, 1)  # past midnight in Nairobi
+    assert python_days["2025-11-30T21:00:00-0300"] == dt.date(2025, 12, 1)
+    assert python_days["2025-11-30 14:05:00"] == dt.date(2025, 11, 30)
+    assert python_days["2025-02-30T10:00:00+03:00"] is None and python_days["yesterday"] is None
+    assert sum(d is not None for d in python_days.values()) == 17
+
+
+def test_planner_reads_only_the_columns_asked_for():
+    from ecommerce_lake.logic.plan import read_rows
+
+    text = "order_id,Customer_ID,order_ts\nO1,C1,2025-11-30T14:05:00\nO2,C2\nO3,C3,x,extra\n"
+    every = read_rows(text)
+    some = read_rows(text, ("order_id", "order_ts"))
+    assert every.header == some.header == ["order_id", "customer_id", "order_ts"]
+    assert [r[1] for r in some.records] == [{"order_id": "O1", "order_ts": "2025-11-30T14:05:00"},
+                                            {"order_id": "O2", "order_ts": None},
+                                            {"order_id": "O3", "order_ts": "x"}]
+    assert [(r[0], r[2]) for r in some.records] == [(r[0], r[2]) for r in every.records] == [
+        (1, False), (2, True), (3, True)]
+    assert every.records[0][1]["customer_id"] == "C1"

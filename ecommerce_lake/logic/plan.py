@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ecommerce_lake.logic.parsing import TS_RE
-from ecommerce_lake.partitions import clamp_day
+from ecommerce_lake.partitions import clamp_day, nairobi_today
 from ecommerce_lake.platform.landing import Batch, LandingResource
 
 NAIROBI = dt.timezone(dt.timedelta(hours=3))
@@ -34,18 +34,35 @@ _TS = re.compile(TS_RE)
 ExistingDays = Callable[[set[str]], dict[str, dt.date]]
 
 
+_SPACE_SEP = re.compile(r"^([0-9-]{10}) ")
+_ZULU = re.compile(r"[Zz]$")
+_OFFSET_HHMM = re.compile(r"([+-][0-9]{2})([0-9]{2})$")
+_OFFSET_HH = re.compile(r"([+-][0-9]{2})$")
+_HAS_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}$")
+
+
 def nairobi_date(text: str | None) -> dt.date | None:
-    """The Nairobi date of an ISO-8601 timestamp string, with the lake's parsing rules (None if unreadable)."""
+    """The Nairobi date of an ISO-8601 timestamp string, with the lake's parsing rules (None if unreadable).
+
+    The same normalisation as Spark's ``parsing.parse_timestamp`` (``test_planner_days_agree_with_spark_parsing``
+    compares the two on 27 shapes); called once per landing row by the planner, so the patterns are compiled once.
+    """
     if text is None:
         return None
     s = text.strip()
     if not s or not _TS.match(s):
         return None
-    s = re.sub(r"^([0-9-]{10}) ", r"\1T", s)
-    s = re.sub(r"[Zz]$", "+00:00", s)
-    s = re.sub(r"([+-][0-9]{2})([0-9]{2})$", r"\1:\2", s)
-    s = re.sub(r"([+-][0-9]{2})$", r"\1:00", s)
-    if not re.search(r"[+-][0-9]{2}:[0-9]{2}$", s):
+    if (len(s) == 19 and s[16] == ":") or (len(s) == 25 and s.endswith("+03:00")):
+        # Nairobi local time to the second, without an offset or with +03:00 (the usual shapes): the date as written
+        try:
+            return dt.datetime.fromisoformat(s).date()
+        except ValueError:
+            return None
+    s = _SPACE_SEP.sub(r"\1T", s)
+    s = _ZULU.sub("+00:00", s)
+    s = _OFFSET_HHMM.sub(r"\1:\2", s)
+    s = _OFFSET_HH.sub(r"\1:00", s)
+    if not _HAS_OFFSET.search(s):
         s += "+03:00"
     try:
         value = dt.datetime.fromisoformat(s)
@@ -60,13 +77,19 @@ class Rows:
     records: list[tuple[int, dict[str, str], bool]]  # (row number, values, malformed)
 
 
-def read_rows(text: str) -> Rows:
+def read_rows(text: str, columns: Iterable[str] | None = None) -> Rows:
+    """The CSV's records as (row number, {column: value}, malformed); with ``columns``, the values of those
+    columns only (the planner reads two or three of a file's columns: building the others cost more than
+    parsing)."""
     reader = csv.reader(io.StringIO(text))
     header = [h.strip().lower() for h in next(reader, [])]
+    wanted = [(i, h) for i, h in enumerate(header) if columns is None or h in columns]
+    width = len(header)
     records = []
     for number, record in enumerate(reader, start=1):
-        values = {h: (record[i] if i < len(record) else None) for i, h in enumerate(header)}
-        records.append((number, values, len(record) != len(header)))
+        n = len(record)
+        values = {h: (record[i] if i < n else None) for i, h in wanted}
+        records.append((number, values, n != width))
     return Rows(header, records)
 
 
@@ -93,22 +116,24 @@ def plan_days(
     """Days touched by each batch (processed in id order, as the ingestion does)."""
     planned: dict[str, BatchDays] = {}
     seen_in_run: dict[str, dt.date] = {}
+    today = nairobi_today()  # once per plan, not once per row
     for batch in sorted(batches, key=lambda b: b.batch_id):
         names = {n.lower(): n for n in (files_of(batch) if files_of else batch.files)}
         arrival = batch.arrival_day
         out = BatchDays(batch.batch_id)
 
-        def rows(filename: str, batch: Batch = batch, names: dict = names) -> list[tuple[int, dict, bool]]:
+        def rows(filename: str, columns: tuple[str, ...], batch: Batch = batch,
+                 names: dict = names) -> list[tuple[int, dict, bool]]:
             if filename not in names:
                 return []
-            return read_rows(landing.read_text(batch.batch_id, names[filename])).records
+            return read_rows(landing.read_text(batch.batch_id, names[filename]), columns).records
 
-        order_rows = rows("orders.csv")
-        item_rows = rows("order_items.csv")
+        order_rows = rows("orders.csv", ("order_id", "order_ts"))
+        item_rows = rows("order_items.csv", ("order_id",))
         referenced = {oid for _, v, _ in order_rows + item_rows if (oid := _clean(v.get("order_id")))}
         lake_days = existing_days(referenced - seen_in_run.keys()) if referenced else {}
         for _, values, malformed in order_rows:
-            day = arrival if malformed else clamp_day(nairobi_date(values.get("order_ts")), arrival)
+            day = arrival if malformed else clamp_day(nairobi_date(values.get("order_ts")), arrival, today)
             out.days.add(day)
             if (oid := _clean(values.get("order_id"))) is not None:
                 out.order_days[oid] = day  # the last row in the file wins, as in Spark
@@ -116,7 +141,7 @@ def plan_days(
             if oid in seen_in_run:
                 out.days.add(seen_in_run[oid])
             elif oid in lake_days:
-                out.days.add(clamp_day(lake_days[oid], arrival))
+                out.days.add(clamp_day(lake_days[oid], arrival, today))
         for _, values, malformed in item_rows:
             oid = _clean(values.get("order_id"))
             if malformed or oid is None:
@@ -126,11 +151,11 @@ def plan_days(
             elif oid in seen_in_run:
                 out.days.add(seen_in_run[oid])
             elif oid in lake_days:
-                out.days.add(clamp_day(lake_days[oid], arrival))
+                out.days.add(clamp_day(lake_days[oid], arrival, today))
             else:
                 out.days.add(arrival)
-        for _, values, malformed in rows("payments.csv"):
-            out.days.add(arrival if malformed else clamp_day(nairobi_date(values.get("paid_ts")), arrival))
+        for _, values, malformed in rows("payments.csv", ("paid_ts",)):
+            out.days.add(arrival if malformed else clamp_day(nairobi_date(values.get("paid_ts")), arrival, today))
         seen_in_run.update(out.order_days)
         planned[batch.batch_id] = out
     return planned
