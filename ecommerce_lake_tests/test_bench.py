@@ -29,8 +29,11 @@ def test_bench_scales_reports_figures_and_ratios(tmp_path, spark):
     for lines, entry in report["scales"].items():
         full = entry["full"]
         assert full["wall_seconds"] > 0 and full["peak_rss_mb"] > 100
-        # the generator holds the last day back; the six days before it hold about the requested lines
-        assert abs(entry["order_lines"] - int(lines)) <= 0.25 * int(lines)
+        # the full build holds every order line of the landing batches except the held-back last day (counted
+        # from the files: the days are not evenly filled, e.g. a held-back Black Friday holds 3x a normal day)
+        landed = sum((keep / lines / "landing" / b / "order_items.csv").read_text().count("\n") - 1
+                     for b in os.listdir(keep / lines / "landing") if b != entry["held_back_batch"])
+        assert entry["order_lines"] == landed and abs(landed - int(lines)) <= 0.6 * int(lines)
         assert entry["full_rows_per_second"] == round(entry["order_lines"] / full["wall_seconds"])
         steps = entry["per_asset"]
         assert {"raw_ingest_sales", "refine_sales"} <= set(steps)
