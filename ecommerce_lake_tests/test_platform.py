@@ -245,6 +245,23 @@ def test_materialization_metadata_and_catalog_registration(res, spark):
     assert "OPTIMIZE" in ops  # Z-order requested through metadata
 
 
+def test_first_write_of_an_empty_table_reports_zero_rows(res, spark):
+    """A first append (replace_key) of no rows creates the table without a data file, and Delta leaves
+    numOutputRows out of that commit (as for raw.inventory before any snapshot lands): 0 rows, not 'None'."""
+    @dg.asset(key=["sandbox", "nothing_yet"], metadata={"replace_key": "batch"})
+    def nothing_yet(spark: SparkResource):
+        empty = spark.get_session().createDataFrame([], "batch string, b string")
+        return dg.Output(empty, metadata={"lake/replace_values": ["b1"]})
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([nothing_yet], resources=res, instance=instance)
+    md = _metadata(result, dg.AssetKey(["sandbox", "nothing_yet"]))
+    assert md["dagster/row_count"] == 0 and md["lake/files_written"] == 0
+    assert spark.read.format("delta").load(md["dagster/uri"]).count() == 0
+    wrote = [e.user_message for e in instance.all_logs(result.run_id) if ": wrote " in (e.user_message or "")]
+    assert wrote and wrote[0].startswith("sandbox/nothing_yet: wrote 0 rows in 0 files"), wrote
+
+
 def test_asset_key_must_be_layer_and_table(res):
     @dg.asset(key=["too", "many", "parts"])
     def deep(spark: SparkResource) -> DataFrame:

@@ -119,7 +119,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             commit_info={"run_id": context.run_id, "asset": name, "partitions": len(partitions_written)},
         )
         context.log.info(
-            f"{name}: wrote {result.rows} rows in {result.files} files to {result.uri} "
+            f"{name}: wrote {'an unreported number of' if result.rows is None else result.rows} rows in "
+            f"{'?' if result.files is None else result.files} files to {result.uri} "
             f"(Delta version {result.version}, {result.seconds:.1f} s"
             + (f", replaceWhere {replace_where}" if replace_where else ", full overwrite")
             + ")"
@@ -132,7 +133,6 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     ) -> dict[str, Any]:
         declared = (context.definition_metadata or {}).get("dagster/column_schema")
         md: dict[str, Any] = {
-            "dagster/row_count": dg.MetadataValue.int(result.rows or 0),
             "dagster/column_schema": dataframe_table_schema(obj.schema, declared),
             "dagster/table_name": result.table_name,
             "dagster/uri": dg.MetadataValue.path(result.uri),
@@ -143,6 +143,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             "lake/write_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "lake/schema_changed": dg.MetadataValue.bool(result.schema_changed),
         }
+        if result.rows is not None:  # unknown stays unknown rather than a false 0
+            md["dagster/row_count"] = dg.MetadataValue.int(result.rows)
         if result.replace_where:
             md["lake/replace_where"] = result.replace_where
         if partitions_written:

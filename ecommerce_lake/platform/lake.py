@@ -200,6 +200,9 @@ class LakeResource(dg.ConfigurableResource):
         seconds = time.monotonic() - started
         commit = self._commit_with_token(uri, token)
         metrics = {k: _to_int(v) for k, v in (commit.get("operationMetrics") or {}).items()}
+        files = metrics.get("numFiles") if "numFiles" in metrics else metrics.get("numAddedFiles")
+        if metrics.get("numOutputRows") is None and files == 0:
+            metrics["numOutputRows"] = 0  # Delta leaves the row count out of a write of no files (an empty table)
         if zorder_by:
             self.optimize(asset_key, zorder_by=zorder_by, where=replace_where)
         self.register(asset_key)
@@ -209,7 +212,7 @@ class LakeResource(dg.ConfigurableResource):
             version=int(commit["version"]),
             operation=str(commit.get("operation")),
             rows=metrics.get("numOutputRows"),
-            files=metrics.get("numFiles") if "numFiles" in metrics else metrics.get("numAddedFiles"),
+            files=files,
             bytes=metrics.get("numOutputBytes") if "numOutputBytes" in metrics else metrics.get("numAddedBytes"),
             seconds=seconds,
             replace_where=replace_where,
