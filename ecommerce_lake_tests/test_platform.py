@@ -287,3 +287,55 @@ def test_one_spark_session_serves_every_asset_of_a_run(res):
 
     assert _run([make(i) for i in range(6)], res).success
     assert len(apps) == 6 and len(set(apps)) == 1
+
+
+# ---- checks of a partition range ----------------------------------------------------------------------
+def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, spark):
+    """In a partitioned run the table checks look at the run's days, and the whole-table sides of their joins
+    are narrowed to the keys of those days (``CheckEnv.matching``, the key-uniqueness check): a key repeated on
+    another day still fails ``unique_key``, a reference found only through another table still counts, and
+    an orphan on a day outside the run is not counted."""
+    from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, QualityResource, key_of, table_checks
+    from ecommerce_lake.schemas._base import DATE, STRING, column, table
+
+    schema = table("sandbox.orders_by_day", "Orders by day.", {
+        "day": column(DATE, "Day."), "order_id": column(STRING, "Order."), "parent_id": column(STRING, "Parent.")},
+        key=["order_id"])
+    parents_key = dg.AssetKey(["sandbox", "parents"])
+    rows = {dt.date(2024, 1, 1): [("A", "P1"), ("B", "P9")], dt.date(2024, 1, 2): [("A", "P1"), ("C", "P2")]}
+
+    @dg.asset(key=parents_key)
+    def parents(spark: SparkResource) -> DataFrame:
+        return spark.get_session().createDataFrame([("P1",), ("P2",)], "parent_id string")
+
+    @dg.asset(key=key_of(schema), partitions_def=DAILY, metadata={"partition_expr": "day"}, deps=[parents_key])
+    def orders_by_day(context: dg.AssetExecutionContext, spark: SparkResource) -> DataFrame:
+        day = context.partition_time_window.start.date()
+        return spark.get_session().createDataFrame([(day, o, p) for o, p in rows[day]],
+                                                   "day date, order_id string, parent_id string")
+
+    def orphans(env: CheckEnv) -> dg.AssetCheckResult:
+        mine = env.read(key_of(schema), "day", columns=["parent_id"])
+        found = env.matching(env.lake.read(parents_key), mine, ["parent_id"], "day").withColumn("f", F.lit(1))
+        n = mine.join(found, "parent_id", "left").where("f IS NULL").count()
+        return dg.AssetCheckResult(passed=n == 0, metadata={"orphans": n})
+
+    checks = table_checks(schema, blocking=False, partition_expr="day", extra=[
+        ExtraCheck("parent_exists", "Every parent exists.", orphans, additional_deps=[parents_key])])
+    resources = {**res, "quality": QualityResource()}
+
+    def evaluate(day: str) -> dict:  # a partition range run, as the lake's runs and backfills are
+        result = _run([parents, orders_by_day, checks], resources, selection=[key_of(schema), parents_key],
+                      tags={"dagster/asset_partition_range_start": day, "dagster/asset_partition_range_end": day})
+        assert result.success
+        return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+    first = evaluate("2024-01-01")
+    assert first["unique_key"].passed
+    assert not first["parent_exists"].passed and first["parent_exists"].metadata["orphans"].value == 1  # B -> P9
+    second = evaluate("2024-01-02")
+    assert not second["unique_key"].passed  # A is on 2024-01-01 too
+    assert second["unique_key"].metadata["failed/unique_key:order_id"].value == 1
+    assert second["unique_key"].metadata["sample/unique_key:order_id"].value == [{"order_id": "A", "count": 2}]
+    assert second["parent_exists"].passed  # P1 and P2 exist; B's orphan is on another day
+    assert "2024-01-02" in second["columns_match_schema"].metadata["scope"].value

@@ -1,12 +1,13 @@
 """What every lake asset and table check shares: keys, metadata, owners, kinds and schema-driven checks."""
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 import pandera.pyspark as pa
 
+from ecommerce_lake.platform.frames import release, sized
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.schema_meta import asset_metadata, validate
 
@@ -61,6 +62,7 @@ class CheckEnv:
     context: dg.AssetCheckExecutionContext
     lake: LakeResource
     quality: QualityResource
+    held: list = field(default_factory=list)  # DataFrames kept for the step, released when its checks are done
 
     def scope(self, column: str) -> str | None:
         """Predicate on ``column`` selecting the partitions of this run (None outside a partitioned run)."""
@@ -70,6 +72,15 @@ class CheckEnv:
         """A table, restricted to this run's partitions when ``column`` (its partition column) is given."""
         where = self.scope(column) if column else None
         return self.lake.read(key, columns=columns, where=where)
+
+    def matching(self, table, keys, on: Sequence[str], column: str | None):
+        """``table`` restricted to rows whose ``on`` columns occur in ``keys``, when this run checks some
+        partitions of a table partitioned by ``column``; ``table`` unchanged otherwise. Use it where only those
+        rows can join with ``keys``: the keys of a few days are computed first, so Spark broadcasts them and
+        filters ``table`` as it reads it, instead of shuffling a whole table to join it with a few days."""
+        if self.scope(column) is None:
+            return table
+        return table.join(sized(keys.select(*on).distinct(), self.held), list(on), "left_semi")
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,8 @@ def table_checks(
     rows now against the previous evaluation). Then the table's ``extra`` checks.
 
     For a time-partitioned table (``partition_expr``) checked in a partitioned run, the value rules look at the
-    run's partitions only (cost in proportion to the new data); key uniqueness still covers the whole table.
+    run's partitions only (cost in proportion to the new data); key uniqueness still covers the whole table
+    (the rows of the whole table that share a key with the run's rows).
     """
     key = key_of(schema)
     has_rules = any(c.checks for c in schema.columns.values())
@@ -162,12 +174,15 @@ def table_checks(
                                       metadata=metadata)
         yield _row_count_change(context, key, table_rows, quality.row_count_change_warn_ratio)
         env = CheckEnv(context, lake, quality)
-        for e in extra:
-            result = e.fn(env)
-            yield dg.AssetCheckResult(
-                check_name=e.name, asset_key=key, passed=result.passed, metadata=result.metadata,
-                severity=dg.AssetCheckSeverity.ERROR if e.blocking else dg.AssetCheckSeverity.WARN,
-            )
+        try:
+            for e in extra:
+                result = e.fn(env)
+                yield dg.AssetCheckResult(
+                    check_name=e.name, asset_key=key, passed=result.passed, metadata=result.metadata,
+                    severity=dg.AssetCheckSeverity.ERROR if e.blocking else dg.AssetCheckSeverity.WARN,
+                )
+        finally:
+            release(env.held)
 
     return _checks
 

@@ -104,8 +104,11 @@ def _rows_accounted(table: str) -> ExtraCheck:
         parsed = refine.PARSERS[table](raw).select(
             *spec.key, "_source_file", "_row_number", "__content", (F.size("_rules") > 0).alias("bad")
         )
-        kept_keys = lake.read(key, columns=list(spec.key)).distinct().withColumn("in_kept", F.lit(True))
-        kept = env.read(key, SALES_OUTS.get(table), columns=[*spec.key, "_source_file", "_row_number"])
+        day = SALES_OUTS.get(table)
+        # every kept version of the keys read (a key may have moved to a day outside this run's partitions)
+        kept_keys = (env.matching(lake.read(key, columns=list(spec.key)), parsed, spec.key, day).distinct()
+                     .withColumn("in_kept", F.lit(True)))
+        kept = env.read(key, day, columns=[*spec.key, "_source_file", "_row_number"])
         rejected = (
             env.read(rejects_key, "partition_date" if partitioned else None,
                      columns=["table", "source_file", "row_number"])
@@ -113,7 +116,8 @@ def _rows_accounted(table: str) -> ExtraCheck:
             .select(F.col("source_file").alias("_source_file"), F.col("row_number").alias("_row_number"))
             .withColumn("in_rejects", F.lit(True))
         )
-        lineage = lake.read(RAW_KEYS[table], columns=["_source_file", "_row_number"]).withColumn("in_raw", F.lit(True))
+        lineage = env.matching(lake.read(RAW_KEYS[table], columns=["_source_file", "_row_number"]), kept,
+                               ["_source_file", "_row_number"], day).withColumn("in_raw", F.lit(True))
         j = parsed.join(kept_keys, list(spec.key), "left").join(rejected, ["_source_file", "_row_number"], "left")
         good = ~F.col("bad")
         stats = j.agg(
@@ -173,7 +177,8 @@ def _rows_accounted(table: str) -> ExtraCheck:
 def _references(child: str, columns: list[str], parent: str, name: str) -> ExtraCheck:
     def fn(env: CheckEnv) -> dg.AssetCheckResult:
         rows = env.read(REFINED_KEYS[child], SALES_OUTS.get(child), columns=columns)
-        ref = env.lake.read(REFINED_KEYS[parent], columns=columns).distinct().withColumn("__found", F.lit(True))
+        ref = (env.matching(env.lake.read(REFINED_KEYS[parent], columns=columns), rows, columns, SALES_OUTS.get(child))
+               .distinct().withColumn("__found", F.lit(True)))
         j = rows.join(ref, columns, "left")
         stats = j.agg(F.count(F.lit(1)).alias("rows"),
                       F.sum(F.when(F.col("__found").isNull(), 1).otherwise(0)).alias("orphans")).collect()[0]

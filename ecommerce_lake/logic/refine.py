@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import chain
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -51,6 +50,7 @@ from ecommerce_lake.logic.parsing import (
     present,
 )
 from ecommerce_lake.partitions import PARTITIONS_START
+from ecommerce_lake.platform.frames import held_df
 from ecommerce_lake.platform.schema_meta import conform
 from ecommerce_lake.schemas import raw as raw_schemas
 from ecommerce_lake.schemas import refined as schemas
@@ -480,9 +480,7 @@ def _cached(df: DataFrame, held: list[DataFrame]) -> DataFrame:
     """Persist ``df`` (released by the caller through ``held``). Besides computing it once, this stops Spark
     from pushing the row-rule filters below the version joins, which would evaluate every rule on every row
     of the raw table instead of on the versions in scope."""
-    df = df.persist(StorageLevel.MEMORY_AND_DISK)
-    held.append(df)
-    return df
+    return held_df(df, held)
 
 
 def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] | None = None) -> dict[str, DataFrame]:

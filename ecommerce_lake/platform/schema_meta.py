@@ -243,6 +243,8 @@ def validate(
     """
     from pyspark.sql import functions as F
 
+    from ecommerce_lake.platform.frames import release, sized
+
     _assert_supported(schema)
     problems: list[str] = []
     actual = {f.name: f.dataType for f in df.schema.fields}
@@ -265,6 +267,7 @@ def validate(
         for check in column.checks:
             rules.append((f"{check.name}:{name}", name, _fail_expr(c, check)))
     key = [k for k in (schema.unique or []) if k in actual]
+    held: list[DataFrame] = []
     aggs = [F.count(F.lit(1)).alias("__rows")]
     aggs += [F.sum(F.when(expr, 1).otherwise(0)).alias(f"r{i}") for i, (_, _, expr) in enumerate(rules)]
     if key and key_scope is None:  # rows minus distinct keys = rows that repeat a key
@@ -274,7 +277,9 @@ def validate(
     key_df, key_rows, distinct_keys = df, rows, row["__keys"] if key and key_scope is None else None
     if key and key_scope is not None:
         # rows of the whole table sharing a key with the checked rows (a key must be unique across partitions)
-        checked = df.select(*key).distinct()
+        # (the checked keys are computed first: Spark then broadcasts a few days' keys instead of shuffling
+        # the whole table)
+        checked = sized(df.select(*key).distinct(), held)
         key_df = key_scope.select(*key).join(checked, key, "left_semi")
         krow = key_df.agg(F.count(F.lit(1)).alias("n"),
                           F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("d")).collect()[0]
@@ -294,6 +299,7 @@ def validate(
             dup = key_df.groupBy(*key).count().where(F.col("count") > 1)
             samples = [r.asDict() for r in dup.orderBy(F.col("count").desc()).limit(sample_size).collect()]
         results.append(RuleResult("unique_key:" + ",".join(key), None, repeated, _jsonable(samples)))
+    release(held)
     return ValidationReport(schema.name, rows, not problems, problems, results)
 
 
