@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
+from ecommerce_lake.platform.dagster_storage import LOCAL_INSTANCE_YAML
 
 
 def _run(home: Path, args: list[str], command: str = "run") -> dict:
     report = home / f"report-{int(time.time() * 1000)}.json"
     env = {**os.environ, "ECOMMERCE_LAKE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-    (home / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster_home" / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
     exe = Path(sys.executable).parent / "ecommerce-lake"
     log = home / "run.log"
     started = time.monotonic()

@@ -245,6 +245,28 @@ def test_materialization_metadata_and_catalog_registration(res, spark):
     assert "OPTIMIZE" in ops  # Z-order requested through metadata
 
 
+def test_materialization_repeats_the_column_schema_only_when_it_differs_from_the_declared_one(res):
+    """A partitioned build records one materialization per partition: the declared schema (definition metadata)
+    is not repeated in each; the written one is recorded when the columns differ from it."""
+    declared = dg.TableSchema(columns=[dg.TableColumn("a", "int", description="the a"), dg.TableColumn("b", "string")])
+
+    @dg.asset(key=["sandbox", "as_declared"], metadata={"dagster/column_schema": declared})
+    def as_declared(spark: SparkResource) -> DataFrame:
+        return spark.get_session().createDataFrame([(1, "x")], "a int, b string")
+
+    @dg.asset(key=["sandbox", "drifted"], metadata={"dagster/column_schema": declared})
+    def drifted(spark: SparkResource) -> DataFrame:
+        return spark.get_session().createDataFrame([(1, 2)], "a int, b bigint")
+
+    result = _run([as_declared, drifted], res)
+    same = _metadata(result, dg.AssetKey(["sandbox", "as_declared"]))
+    assert same["lake/schema_as_declared"] is True and "dagster/column_schema" not in same
+    other = _metadata(result, dg.AssetKey(["sandbox", "drifted"]))
+    assert other["lake/schema_as_declared"] is False
+    assert [(c.name, c.type, c.description) for c in other["dagster/column_schema"].columns] == [
+        ("a", "int", "the a"), ("b", "bigint", None)]
+
+
 def test_first_write_of_an_empty_table_reports_zero_rows(res, spark):
     """A first append (replace_key) of no rows creates the table without a data file, and Delta leaves
     numOutputRows out of that commit (as for raw.inventory before any snapshot lands): 0 rows, not 'None'."""

@@ -476,13 +476,6 @@ class SalesInputs:
     end: dt.date  # exclusive
 
 
-def _cached(df: DataFrame, held: list[DataFrame]) -> DataFrame:
-    """Persist ``df`` (released by the caller through ``held``). Besides computing it once, this stops Spark
-    from pushing the row-rule filters below the version joins, which would evaluate every rule on every row
-    of the raw table instead of on the versions in scope."""
-    return held_df(df, held)
-
-
 def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] | None = None) -> dict[str, DataFrame]:
     """refined.orders, refined.order_items, refined.payments and refined.sales_rejects for [start, end).
 
@@ -493,6 +486,8 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     * rejects: the scope's raw rows that break a rule, on their raw day.
 
     Intermediate results are persisted and appended to ``held``; unpersist them once the outputs are written.
+    Besides computing them once, persisting stops Spark from pushing the row-rule filters below the version
+    joins, which would evaluate every rule on every row of the raw table instead of on the versions in scope.
     """
     held = held if held is not None else []
     day = raw_schemas.DAY_COLUMNS
@@ -503,8 +498,8 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     in_scope = in_window("__carry_day", inp.start, inp.end)  # a parsed row's raw day is in scope
 
     # Each raw row is parsed once; the parsed rows give both the refined versions and the rejects.
-    order_rows = _cached(parse_orders(_carry(_versions(inp.orders, orders_scope, "order_id"), "orders")), held)
-    orders = _cached(current_orders(order_rows, inp.customers, pseudonym_key)
+    order_rows = held_df(parse_orders(_carry(_versions(inp.orders, orders_scope, "order_id"), "orders")), held)
+    orders = held_df(current_orders(order_rows, inp.customers, pseudonym_key)
                      .where(in_window("order_date", inp.start, inp.end)), held)
 
     current = orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate"))
@@ -512,7 +507,7 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     if inp.refined_order_ids is not None:
         known = known.unionByName(inp.refined_order_ids.select(F.col("order_id").alias("__oid"))).distinct()
     of_orders = inp.order_items.join(current, clean("order_id") == F.col("__oid"), "left_semi")
-    item_rows = _cached(parse_order_items(_carry(
+    item_rows = held_df(parse_order_items(_carry(
         of_orders.unionByName(items_scope).dropDuplicates(["_source_file", "_row_number"]), "order_items")), held)
     of_current = item_rows.join(current, F.col("order_id") == F.col("__oid"), "left_semi")
     orphans = item_rows.where(in_scope).join(known, F.col("order_id") == F.col("__oid"), "left_anti")
@@ -521,7 +516,7 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     items = items.withColumn("order_date", F.coalesce("__odate", "__carry_day"))
     items = items.where(in_window("order_date", inp.start, inp.end))
 
-    payment_rows = _cached(parse_payments(_carry(_versions(inp.payments, payments_scope, "payment_id"), "payments")),
+    payment_rows = held_df(parse_payments(_carry(_versions(inp.payments, payments_scope, "payment_id"), "payments")),
                            held)
     payments = keep_latest(valid(payment_rows), PAYMENTS)
     payments = payments.withColumn("paid_date", nairobi_date(F.col("paid_ts")))

@@ -21,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from ecommerce_lake.platform.lake import LakeError, LakeResource, WriteResult, catalog_name
 from ecommerce_lake.platform.spark_metrics import performance_metadata
@@ -132,8 +133,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         self, context: dg.OutputContext, obj, result: WriteResult, partitions_written: list[str]
     ) -> dict[str, Any]:
         declared = (context.definition_metadata or {}).get("dagster/column_schema")
+        written = T.StructType([f for f in obj.schema.fields if f.name != MONTH_COLUMN])  # as readers see it
+        actual = dataframe_table_schema(written, declared)
+        as_declared = declared is not None and _shape(actual) == _shape(declared)
         md: dict[str, Any] = {
-            "dagster/column_schema": dataframe_table_schema(obj.schema, declared),
+            "lake/schema_as_declared": dg.MetadataValue.bool(as_declared),
             "dagster/table_name": result.table_name,
             "dagster/uri": dg.MetadataValue.path(result.uri),
             "delta/version": dg.MetadataValue.int(result.version),
@@ -143,6 +147,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             "lake/write_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "lake/schema_changed": dg.MetadataValue.bool(result.schema_changed),
         }
+        if not as_declared:
+            # The written columns, when the asset declares none or they differ from the declared ones; otherwise
+            # the declared schema (the asset's definition metadata) is the schema, and the materialization – one
+            # per partition, 730 for a two-year build – does not repeat it.
+            md["dagster/column_schema"] = actual
         if result.rows is not None:  # unknown stays unknown rather than a false 0
             md["dagster/row_count"] = dg.MetadataValue.int(result.rows)
         if result.replace_where:
@@ -197,6 +206,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         df = self.lake.read(asset_key, columns=columns, where=where)
         context.log.debug(f"loaded {name} from {self.lake.table_uri(asset_key)}" + (f" where {where}" if where else ""))
         return df
+
+
+def _shape(schema: dg.TableSchema) -> list[tuple[str, str]]:
+    return [(c.name, c.type) for c in schema.columns]
 
 
 def _runtime_value(context: dg.OutputContext, key: str):

@@ -267,39 +267,41 @@ def validate(
         for check in column.checks:
             rules.append((f"{check.name}:{name}", name, _fail_expr(c, check)))
     key = [k for k in (schema.unique or []) if k in actual]
-    held: list[DataFrame] = []
-    aggs = [F.count(F.lit(1)).alias("__rows")]
-    aggs += [F.sum(F.when(expr, 1).otherwise(0)).alias(f"r{i}") for i, (_, _, expr) in enumerate(rules)]
-    if key and key_scope is None:  # rows minus distinct keys = rows that repeat a key
-        aggs.append(F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("__keys"))
-    row = df.agg(*aggs).collect()[0]  # one Spark job evaluates every rule
-    rows = int(row["__rows"])
-    key_df, key_rows, distinct_keys = df, rows, row["__keys"] if key and key_scope is None else None
-    if key and key_scope is not None:
-        # rows of the whole table sharing a key with the checked rows (a key must be unique across partitions)
-        # (the checked keys are computed first: Spark then broadcasts a few days' keys instead of shuffling
-        # the whole table)
-        checked = sized(df.select(*key).distinct(), held)
-        key_df = key_scope.select(*key).join(checked, key, "left_semi")
-        krow = key_df.agg(F.count(F.lit(1)).alias("n"),
-                          F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("d")).collect()[0]
-        key_rows, distinct_keys = int(krow["n"]), krow["d"]
-    results: list[RuleResult] = []
-    for i, (rule, column_name, expr) in enumerate(rules):
-        failures = int(row[f"r{i}"] or 0)
-        samples: list[dict] = []
-        if failures:
-            shown = list(dict.fromkeys([*key, column_name]))
-            samples = [r.asDict() for r in df.where(expr).select(*shown).limit(sample_size).collect()]
-        results.append(RuleResult(rule, column_name, failures, _jsonable(samples)))
-    if key:
-        repeated = key_rows - int(distinct_keys)
-        samples = []
-        if repeated:
-            dup = key_df.groupBy(*key).count().where(F.col("count") > 1)
-            samples = [r.asDict() for r in dup.orderBy(F.col("count").desc()).limit(sample_size).collect()]
-        results.append(RuleResult("unique_key:" + ",".join(key), None, repeated, _jsonable(samples)))
-    release(held)
+    held: list[DataFrame] = []  # the checked keys, kept while the key check runs
+    try:
+        aggs = [F.count(F.lit(1)).alias("__rows")]
+        aggs += [F.sum(F.when(expr, 1).otherwise(0)).alias(f"r{i}") for i, (_, _, expr) in enumerate(rules)]
+        if key and key_scope is None:  # rows minus distinct keys = rows that repeat a key
+            aggs.append(F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("__keys"))
+        row = df.agg(*aggs).collect()[0]  # one Spark job evaluates every rule
+        rows = int(row["__rows"])
+        key_df, key_rows, distinct_keys = df, rows, row["__keys"] if key and key_scope is None else None
+        if key and key_scope is not None:
+            # rows of the whole table sharing a key with the checked rows (a key must be unique across partitions)
+            # (the checked keys are computed first: Spark then broadcasts a few days' keys instead of shuffling
+            # the whole table)
+            checked = sized(df.select(*key).distinct(), held)
+            key_df = key_scope.select(*key).join(checked, key, "left_semi")
+            krow = key_df.agg(F.count(F.lit(1)).alias("n"),
+                              F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("d")).collect()[0]
+            key_rows, distinct_keys = int(krow["n"]), krow["d"]
+        results: list[RuleResult] = []
+        for i, (rule, column_name, expr) in enumerate(rules):
+            failures = int(row[f"r{i}"] or 0)
+            samples: list[dict] = []
+            if failures:
+                shown = list(dict.fromkeys([*key, column_name]))
+                samples = [r.asDict() for r in df.where(expr).select(*shown).limit(sample_size).collect()]
+            results.append(RuleResult(rule, column_name, failures, _jsonable(samples)))
+        if key:
+            repeated = key_rows - int(distinct_keys)
+            samples = []
+            if repeated:
+                dup = key_df.groupBy(*key).count().where(F.col("count") > 1)
+                samples = [r.asDict() for r in dup.orderBy(F.col("count").desc()).limit(sample_size).collect()]
+            results.append(RuleResult("unique_key:" + ",".join(key), None, repeated, _jsonable(samples)))
+    finally:
+        release(held)
     return ValidationReport(schema.name, rows, not problems, problems, results)
 
 

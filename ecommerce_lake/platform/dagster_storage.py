@@ -1,0 +1,138 @@
+"""The local Dagster instance's SQLite storage, with the event log's connections kept open.
+
+Dagster's SQLite event log opens a new engine and a new SQLite connection for every event it stores, and
+closes them again: each event then pays for connecting, compiling its SQL statements afresh (SQLAlchemy caches
+compiled statements per engine) and closing the last connection of a WAL database, which checkpoints the WAL
+and deletes it. A run that materializes day-partitioned tables over two years stores one event per partition
+and output (about 7,300 at 730 days, and as many ``ASSET_MATERIALIZATION_PLANNED`` events when the run is
+created), so that cost dominates the orchestration overhead of a full build (see docs/performance.md).
+
+:class:`PooledSqliteStorage` is Dagster's own SQLite storage (same files, same layout, same schema) with one
+difference: the event log keeps one engine per database file, with a small connection pool, and sets
+``PRAGMA synchronous=NORMAL`` on its connections (SQLite's recommended setting in WAL mode: a commit is
+durable against a crash of the process; a power cut may lose the last commits, never corrupt the database).
+Engines are per process (a forked child opens its own) and the per-run databases kept open are bounded
+(least recently used first out).
+
+Configured in ``dagster.yaml`` as :data:`LOCAL_STORAGE_YAML` shows (``base_dir`` from ``DAGSTER_HOME``).
+Production uses PostgreSQL (docker/dagster.prod.yaml), which pools its connections already.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
+from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
+
+MAX_OPEN_RUN_DATABASES = 8  # per process, besides the index database
+LOCAL_STORAGE_YAML = """storage:
+  custom:
+    module: ecommerce_lake.platform.dagster_storage
+    class: PooledSqliteStorage
+    config:
+      base_dir:
+        env: DAGSTER_HOME
+"""
+LOCAL_INSTANCE_YAML = "telemetry:\n  enabled: false\n" + LOCAL_STORAGE_YAML  # bench's and the tests' instances
+
+
+def _on_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log storage, keeping an engine (and pooled connections) per database file."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines_pid = os.getpid()
+        super().__init__(base_dir, inst_data=inst_data)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):  # ty: ignore[invalid-method-override]
+        return cls(inst_data=inst_data, **config_value)
+
+    def _engine(self, shard: str) -> Engine:
+        """The shard's engine; called with ``self._db_lock`` held."""
+        if self._engines_pid != os.getpid():  # forked: the parent's connections are not ours to use
+            for engine in self._engines.values():
+                engine.dispose(close=False)
+            self._engines.clear()
+            self._engines_pid = os.getpid()
+        engine = self._engines.get(shard)
+        if engine is not None:
+            self._engines.move_to_end(shard)
+            return engine
+        engine = create_engine(
+            self.conn_string_for_shard(shard),
+            poolclass=QueuePool,
+            pool_size=1,
+            max_overflow=4,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        )
+        event.listen(engine, "connect", _on_connect)
+        self._engines[shard] = engine
+        runs = [s for s in self._engines if s != INDEX_SHARD_NAME]
+        for old in runs[: max(0, len(runs) - MAX_OPEN_RUN_DATABASES)]:
+            self._engines.pop(old).dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+
+    def close_engines(self) -> None:
+        with self._db_lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+
+    def wipe(self) -> None:
+        self.close_engines()  # wipe deletes the run databases' files
+        super().wipe()
+
+    def dispose(self) -> None:
+        super().dispose()
+        self.close_engines()
+
+
+class PooledSqliteStorage(DagsterSqliteStorage):
+    """``DagsterSqliteStorage`` (same layout under ``base_dir``) with :class:`PooledSqliteEventLogStorage`."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        self.base_dir = base_dir
+        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._inst_data = inst_data
+        super(DagsterSqliteStorage, self).__init__()
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):  # ty: ignore[invalid-method-override]
+        return cls.from_local(inst_data=inst_data, **config_value)

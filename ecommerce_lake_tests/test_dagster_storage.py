@@ -1,0 +1,150 @@
+"""The local instance's SQLite storage with pooled event log connections (ecommerce_lake.platform.dagster_storage):
+the repository's dagster.yaml selects it, it keeps Dagster's files and layout, and several processes see each
+other's events while its connections stay open."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import yaml
+from dagster._core.instance.ref import InstanceRef
+
+from ecommerce_lake.platform.dagster_storage import (
+    LOCAL_STORAGE_YAML,
+    MAX_OPEN_RUN_DATABASES,
+    PooledSqliteEventLogStorage,
+    PooledSqliteStorage,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DAYS = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-03-02")  # 60 days
+
+
+@dg.multi_asset(outs={n: dg.AssetOut(io_manager_key="nothing") for n in ("a", "b")}, partitions_def=DAYS,
+                backfill_policy=dg.BackfillPolicy.single_run())
+def two_outputs(context):
+    for name in ("a", "b"):
+        yield dg.Output(None, output_name=name)
+
+
+class Nothing(dg.IOManager):
+    def handle_output(self, context, obj):
+        pass
+
+    def load_input(self, context):
+        return None
+
+
+def _instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
+def _run_all_days(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    keys = DAYS.get_partition_keys()
+    return dg.materialize([two_outputs], instance=instance, resources={"nothing": Nothing()},
+                          tags={"dagster/asset_partition_range_start": keys[0],
+                                "dagster/asset_partition_range_end": keys[-1]})
+
+
+def _other_process(home: Path, code: str) -> str:
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_repository_dagster_yaml_selects_the_pooled_storage_in_dagsters_layout(tmp_path, monkeypatch):
+    # the instances bench and the tests create use the same storage as the repository's dagster.yaml
+    repo_config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert repo_config["storage"] == yaml.safe_load(LOCAL_STORAGE_YAML)["storage"]
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # the file reads base_dir from DAGSTER_HOME
+    instance = _instance(tmp_path)
+    assert instance.get_ref().storage_data.class_name == PooledSqliteStorage.__name__
+    assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+    result = _run_all_days(instance)
+    assert result.success
+    # Dagster's own layout: run storage, the event log's index and one database per run
+    assert (tmp_path / "history" / "runs.db").is_file()
+    assert (tmp_path / "history" / "runs" / "index.db").is_file()
+    assert (tmp_path / "history" / "runs" / f"{result.run_id}.db").is_file()
+    # ...so Dagster's stock SQLite storage reads what the pooled one wrote
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    stock = _instance(tmp_path)
+    assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
+    assert len(stock.fetch_materializations(dg.AssetKey("a"), limit=1000).records) == 60
+    instance.dispose()
+    stock.dispose()
+
+
+def test_processes_see_each_others_events_while_connections_stay_open(tmp_path, monkeypatch):
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = _instance(tmp_path)
+    first = _run_all_days(instance)
+    assert first.success
+    assert len(instance.fetch_materializations(dg.AssetKey("b"), limit=1000).records) == 60
+
+    # another process, with its own pooled storage, reads all 60 + 60 materializations and every event of the run
+    seen = _other_process(tmp_path, f"""
+        import dagster as dg
+        instance = dg.DagsterInstance.get()
+        a = len(instance.fetch_materializations(dg.AssetKey("a"), limit=1000).records)
+        b = len(instance.fetch_materializations(dg.AssetKey("b"), limit=1000).records)
+        print(a, b, len(instance.all_logs("{first.run_id}")))
+    """)
+    assert seen == f"60 60 {len(instance.all_logs(first.run_id))}"
+
+    # the other process writes; this one, whose connections stayed open, sees it
+    _other_process(tmp_path, """
+        import dagster as dg
+        instance = dg.DagsterInstance.get()
+        instance.report_runless_asset_event(dg.AssetMaterialization("from_other_process", metadata={"n": 7}))
+        print("ok")
+    """)
+    record = instance.fetch_materializations(dg.AssetKey("from_other_process"), limit=1).records[0]
+    assert record.asset_materialization.metadata["n"].value == 7
+
+    # a forked child does not use its parent's connections, and its event is stored
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            instance.report_runless_asset_event(dg.AssetMaterialization("from_fork"))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(instance.fetch_materializations(dg.AssetKey("from_fork"), limit=5).records) == 1
+    instance.dispose()
+
+
+def test_open_run_databases_are_bounded_and_wipe_starts_afresh(tmp_path, monkeypatch):
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = _instance(tmp_path)
+    storage = instance.event_log_storage
+    runs = []
+    for _ in range(MAX_OPEN_RUN_DATABASES + 3):
+        result = dg.materialize([two_outputs], partition_key="2025-01-05", instance=instance,
+                                resources={"nothing": Nothing()})
+        assert result.success
+        runs.append(result.run_id)
+    open_runs = [s for s in storage._engines if s != "index"]
+    assert len(open_runs) == MAX_OPEN_RUN_DATABASES
+    assert runs[0] not in open_runs and runs[-1] in open_runs
+    # a run whose database was closed is still read in full
+    assert any(r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS for r in instance.all_logs(runs[0]))
+    assert len(instance.fetch_materializations(dg.AssetKey("a"), limit=100).records) == len(runs)
+
+    instance.wipe()
+    assert not list((tmp_path / "history" / "runs").glob("*-*-*-*-*.db"))
+    assert _run_all_days(instance).success
+    assert len(instance.fetch_materializations(dg.AssetKey("a"), limit=1000).records) == 60
+    instance.dispose()
