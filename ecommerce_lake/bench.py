@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
-from ecommerce_lake.platform.dagster_storage import LOCAL_INSTANCE_YAML
+from ecommerce_lake.platform.dagster_storage import instance_yaml
 
 
 def _run(home: Path, args: list[str], command: str = "run") -> dict:
     report = home / f"report-{int(time.time() * 1000)}.json"
     env = {**os.environ, "ECOMMERCE_LAKE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-    (home / "dagster_home" / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
+    (home / "dagster_home" / "dagster.yaml").write_text(instance_yaml(home / "dagster_home"))
     exe = Path(sys.executable).parent / "ecommerce-lake"
     log = home / "run.log"
     started = time.monotonic()

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ecommerce_lake.defs.resources import build_resources
-from ecommerce_lake.platform.dagster_storage import LOCAL_INSTANCE_YAML
+from ecommerce_lake.platform.dagster_storage import instance_yaml
 from ecommerce_lake.platform.spark import SparkResource
 from ecommerce_lake.settings import Settings
 
@@ -75,7 +75,7 @@ def bench(steps: int = 6) -> dict:
         for mode in ("shared", "per_step"):
             env = {**os.environ, "DAGSTER_HOME": tmp, "ECOMMERCE_LAKE_ROOT": str(Path(tmp) / f"lake_{mode}"),
                    "ECOMMERCE_LAKE_BENCH_STEPS": str(steps), "ECOMMERCE_LAKE_HOME": str(Path(tmp) / f"home_{mode}")}
-            Path(tmp, "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
+            Path(tmp, "dagster.yaml").write_text(instance_yaml(tmp))
             started = time.monotonic()
             proc = subprocess.run([sys.executable, "-m", "ecommerce_lake.bench_session", mode], env=env,
                                   capture_output=True, text=True)

@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,8 +31,10 @@ def ensure_dagster_home(settings: Settings) -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     target = home / "dagster.yaml"
     source = REPO_ROOT / "dagster.yaml"
-    if not target.exists() and source.exists():
-        shutil.copyfile(source, target)
+    if not target.exists() and source.exists():  # its storage pinned to this directory (see dagster_storage.pinned)
+        from ecommerce_lake.platform.dagster_storage import pinned
+
+        target.write_text(pinned(source.read_text(), home))
     return home
 
 

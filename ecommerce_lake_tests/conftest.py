@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce_lake.platform.dagster_storage import LOCAL_INSTANCE_YAML
+from ecommerce_lake.platform.dagster_storage import instance_yaml
 from ecommerce_lake.settings import Settings
 
 
@@ -16,7 +16,7 @@ def session_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("ecommerce_lake_home")
     os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
     (home / "dagster_home").mkdir()
-    (home / "dagster_home" / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
+    (home / "dagster_home" / "dagster.yaml").write_text(instance_yaml(home / "dagster_home"))
     return home
 
 

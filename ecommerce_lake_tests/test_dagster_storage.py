@@ -18,6 +18,7 @@ from ecommerce_lake.platform.dagster_storage import (
     MAX_OPEN_RUN_DATABASES,
     PooledSqliteEventLogStorage,
     PooledSqliteStorage,
+    pinned,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,4 +148,16 @@ def test_open_run_databases_are_bounded_and_wipe_starts_afresh(tmp_path, monkeyp
     assert not list((tmp_path / "history" / "runs").glob("*-*-*-*-*.db"))
     assert _run_all_days(instance).success
     assert len(instance.fetch_materializations(dg.AssetKey("a"), limit=1000).records) == 60
+    instance.dispose()
+
+
+def test_a_pinned_instance_reads_its_own_directory_whatever_dagster_home_says(tmp_path, monkeypatch):
+    own, other = tmp_path / "own", tmp_path / "other"
+    own.mkdir(), other.mkdir()
+    (own / "dagster.yaml").write_text(pinned((REPO / "dagster.yaml").read_text(), own))
+    monkeypatch.setenv("DAGSTER_HOME", str(other))
+    instance = _instance(own)
+    assert _run_all_days(instance).success
+    assert (own / "history" / "runs" / "index.db").is_file() and not (other / "history").exists()
+    assert len(_instance(own).fetch_materializations(dg.AssetKey("a"), limit=1000).records) == 60
     instance.dispose()

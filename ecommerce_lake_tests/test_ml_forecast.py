@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
 from ecommerce_lake.logic import forecast as fc
 from ecommerce_lake.logic import inventory as inv
-from ecommerce_lake.platform.dagster_storage import LOCAL_INSTANCE_YAML
+from ecommerce_lake.platform.dagster_storage import instance_yaml
 from ecommerce_lake.settings import ConfigError, Settings
 from ecommerce_lake_tests import oracle
 
@@ -41,7 +41,7 @@ def flake(tmp_path_factory, spark):
                              dirty_rate=0.02, end_date=AS_OF))
     dagster_home = home / "dagster_home"
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
+    (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
     env = {**os.environ, "ECOMMERCE_LAKE_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
            "ECOMMERCE_LAKE_FORECAST_TRAIN_DAYS": str(TRAIN_DAYS), "ECOMMERCE_LAKE_LEAD_TIMES": LEAD_TIMES}
     exe = Path(sys.executable).parent / "ecommerce-lake"

@@ -5,7 +5,6 @@ Screenshots are saved under ``$ECOMMERCE_LAKE_TEST_ARTIFACTS/ui`` (default ``tes
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
+from ecommerce_lake.platform.dagster_storage import pinned
 from ecommerce_lake_tests.servers import BIN, free_port, http_json, process, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,8 @@ def ui(tmp_path_factory):
                              end_date=dt.date(2025, 11, 30)))
     dagster_home = home / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")  # queued runs, one at a time
+    # the repository's dagster.yaml (queued runs, one at a time), its storage pinned to this directory
+    (dagster_home / "dagster.yaml").write_text(pinned((REPO / "dagster.yaml").read_text(), dagster_home))
     env = {"ECOMMERCE_LAKE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
     built = subprocess.run([str(BIN / "ecommerce-lake"), "run"], env={**os.environ, **env}, capture_output=True,
                            text=True, timeout=1200)

@@ -20,6 +20,7 @@ Production uses PostgreSQL (docker/dagster.prod.yaml), which pools its connectio
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -50,7 +51,19 @@ LOCAL_STORAGE_YAML = """storage:
       base_dir:
         env: DAGSTER_HOME
 """
-LOCAL_INSTANCE_YAML = "telemetry:\n  enabled: false\n" + LOCAL_STORAGE_YAML  # bench's and the tests' instances
+_ENV_BASE_DIR = "base_dir:\n        env: DAGSTER_HOME"
+
+
+def pinned(dagster_yaml: str, home) -> str:
+    """``dagster_yaml`` with the storage's ``base_dir`` set to ``home`` instead of ``$DAGSTER_HOME``, so the
+    instance reads its own directory even when opened from a process whose DAGSTER_HOME points elsewhere
+    (``InstanceRef.from_dir``)."""
+    return dagster_yaml.replace(_ENV_BASE_DIR, "base_dir: " + json.dumps(str(home)))
+
+
+def instance_yaml(home) -> str:
+    """The dagster.yaml of a local instance at ``home`` (what bench and the tests create): this storage."""
+    return pinned("telemetry:\n  enabled: false\n" + LOCAL_STORAGE_YAML, home)
 
 
 def _on_connect(dbapi_connection, _record) -> None:
