@@ -67,8 +67,11 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
             tags: dict[str, str] | None = None, log_level: str = "INFO", mode: str = "full",
             checks: bool = True) -> RunReport:
     from ecommerce_lake.definitions import build_defs
+    from ecommerce_lake.defs.resources import spark_resource
     from ecommerce_lake.partitions import RANGE_END_TAG, RANGE_START_TAG
+    from ecommerce_lake.platform.spark import start_in_background
 
+    start_in_background(spark_resource(settings))  # the JVM boots (≈5 s) while the run is planned and created
     plan = plan_run(settings, mode)
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
@@ -110,7 +113,8 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
         if node.is_executable:
             group_of_step[node.assets_def.node_def.name] = node.group_name or "default"
     starts: dict[str, float] = {}
-    for record in instance.all_logs(result.run_id):
+    step_events = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    for record in (r.event_log_entry for r in instance.get_records_for_run(result.run_id, of_type=step_events).records):
         event = record.dagster_event
         if event is None or not event.step_key:
             continue
@@ -126,7 +130,9 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("dagster/row_count")
-            report.materialized[mat.asset_key.to_user_string()] = rows.value if rows is not None else None
+            if rows is not None or mat.asset_key.to_user_string() not in report.materialized:
+                # a write of several partitions records its row count on one of their materializations only
+                report.materialized[mat.asset_key.to_user_string()] = rows.value if rows is not None else None
             # a range run records one materialization per partition, each with the output's row count: count
             # every output once
             once = (event.step_key or "", mat.asset_key.to_user_string())

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
@@ -161,3 +162,16 @@ def test_a_pinned_instance_reads_its_own_directory_whatever_dagster_home_says(tm
     assert (own / "history" / "runs" / "index.db").is_file() and not (other / "history").exists()
     assert len(_instance(own).fetch_materializations(dg.AssetKey("a"), limit=1000).records) == 60
     instance.dispose()
+
+
+def test_pinning_reads_the_storage_block_however_it_is_laid_out_and_refuses_a_file_without_one(tmp_path):
+    home = tmp_path / "h"
+    reformatted = LOCAL_STORAGE_YAML.replace("base_dir:\n", "base_dir:   \n").replace("env: DAGSTER_HOME",
+                                                                                      "env:  DAGSTER_HOME  ")
+    for text in (LOCAL_STORAGE_YAML, reformatted, "# comment\n" + (REPO / "dagster.yaml").read_text()):
+        config = yaml.safe_load(pinned(text, home))
+        assert config["storage"]["custom"]["config"]["base_dir"] == str(home)
+        assert config["storage"]["custom"]["class"] == "PooledSqliteStorage"
+    for text in ("storage:\n  sqlite:\n    base_dir: /elsewhere\n", LOCAL_STORAGE_YAML + LOCAL_STORAGE_YAML):
+        with pytest.raises(ValueError, match="expected one storage `base_dir:` taken from `env: DAGSTER_HOME`"):
+            pinned(text, home)

@@ -266,3 +266,124 @@ def test_planner_reads_only_the_columns_asked_for():
     assert [(r[0], r[2]) for r in some.records] == [(r[0], r[2]) for r in every.records] == [
         (1, False), (2, True), (3, True)]
     assert every.records[0][1]["customer_id"] == "C1"
+
+
+PLANNER_CSVS = {  # (text, read by Arrow's reader?) – the csv module's reading is the reference for every one
+    "plain": ("order_id,order_ts,x\nO1,2025-11-30T14:05:00,a\nO2,2025-11-30T23:30:00Z,b\n", True),
+    "quoted": ('order_id,order_ts,x\n"O1","2025-11-30T14:05:00","a,b"\n"O""2",,"line\nbreak"\n', True),
+    "crlf, no final newline": ("order_id,order_ts,x\r\nO1, 2025-11-30T14:05:00 ,a\r\nO2,,b", True),
+    "names cased and padded": (" Order_ID ,ORDER_TS,x\nO1,2025-11-30T14:05:00,a\n", True),
+    "column missing": ("order_id,x\nO1,a\n", True),
+    "unicode": ("order_id,order_ts,x\nÖ1,2025-11-30T14:05:00,Wanjirũ\n", True),
+    "header only": ("order_id,order_ts,x\n", True),
+    "short record": ("order_id,order_ts,x\nO1,2025-11-30T14:05:00,a\nO2,2025-11-30\n", False),
+    "long record": ("order_id,order_ts,x\nO1,2025-11-30T14:05:00,a,extra\nO2,,b\n", False),
+    "blank line": ("order_id,order_ts,x\nO1,2025-11-30T14:05:00,a\n\nO2,,b\n", False),
+    "one column": ("order_ts\n2025-11-30T14:05:00\n\n", False),
+    "names repeated after trimming": ("order_id, order_id,order_ts\nO1,O2,2025-11-30T14:05:00\n", False),
+    "empty file": ("", False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANNER_CSVS))
+def test_planner_column_reader_agrees_with_the_csv_module(name):
+    """The planner reads landing CSVs with Arrow's C++ reader when every record is as wide as the header, else
+    with Python's csv module; both give what the csv module reads, record for record."""
+    from ecommerce_lake.logic.plan import _arrow_columns, read_columns, read_rows
+
+    text, fast = PLANNER_CSVS[name]
+    columns = ("order_id", "order_ts")
+    records = read_rows(text, columns).records
+    got = read_columns(text, columns)
+    assert (_arrow_columns(text, columns) is not None) == fast
+    assert got.rows == len(records)
+    assert got.values == {c: [values.get(c) for _, values, _ in records] for c in columns}
+    flags = [bad for _, _, bad in records]
+    assert got.malformed == (flags if any(flags) else None)
+
+
+def test_planner_days_of_a_column_agree_with_the_row_by_row_rules():
+    """``_days`` (Arrow for the usual shapes, ``nairobi_date`` for the rest) = ``clamp_day(nairobi_date(ts))`` per
+    record, and the arrival day for a malformed record."""
+    from ecommerce_lake.logic.plan import _days, nairobi_date
+    from ecommerce_lake.partitions import clamp_day
+
+    arrival, today = dt.date(2025, 12, 2), dt.date(2025, 12, 3)
+    ts = [*PLANNER_TIMESTAMPS, None, "2022-06-01T10:00:00+03:00", "2099-01-01 00:00:00", "2025-12-01T23:59:59",
+          "2025-12-01T24:00:00", "2025-12-01T23:60:00", "2025-12-01 00:00:00+03:00", "2025-12-01T00:00:00+03:00 "]
+    expected = [clamp_day(nairobi_date(t), arrival, today) for t in ts]
+    assert _days(ts, None, arrival, today) == expected
+    assert expected[-8:] == [arrival, arrival, arrival, dt.date(2025, 12, 1), arrival, arrival,
+                             dt.date(2025, 12, 1), dt.date(2025, 12, 1)]
+    malformed = [i % 3 == 0 for i in range(len(ts))]
+    assert _days(ts, malformed, arrival, today) == [arrival if m else d for d, m in zip(expected, malformed)]
+
+
+def _row_by_row_days(landing, batches, existing_days):
+    """The planner's rules (module docstring of ``ecommerce_lake.logic.plan``) applied record by record with the
+    csv module: the reference the column-at-a-time planner is compared with."""
+    from ecommerce_lake.logic.plan import nairobi_date, read_rows
+    from ecommerce_lake.partitions import clamp_day, nairobi_today
+
+    today, seen, result = nairobi_today(), {}, {}
+    clean = lambda v: (v.strip() or None) if v is not None else None  # noqa: E731
+    for batch in sorted(batches, key=lambda b: b.batch_id):
+        names = {n.lower(): n for n in batch.files}
+        rows = lambda f, cols: read_rows(landing.read_text(batch.batch_id, names[f]), cols).records if f in names else []  # noqa: E731
+        arrival, days, order_days = batch.arrival_day, set(), {}
+        orders, items = rows("orders.csv", ("order_id", "order_ts")), rows("order_items.csv", ("order_id",))
+        referenced = {oid for _, v, _ in orders + items if (oid := clean(v.get("order_id")))}
+        lake = existing_days({o for o in referenced if o not in seen})
+        for _, v, bad in orders:
+            day = arrival if bad else clamp_day(nairobi_date(v.get("order_ts")), arrival, today)
+            days.add(day)
+            if (oid := clean(v.get("order_id"))) is not None:
+                order_days[oid] = day
+        for oid in referenced:
+            if oid in seen:
+                days.add(seen[oid])
+            elif oid in lake:
+                days.add(clamp_day(lake[oid], arrival, today))
+        for _, v, bad in items:
+            oid = clean(v.get("order_id"))
+            if bad or oid is None:
+                days.add(arrival)
+            elif oid in order_days:
+                days.add(order_days[oid])
+            elif oid in seen:
+                days.add(seen[oid])
+            elif oid in lake:
+                days.add(clamp_day(lake[oid], arrival, today))
+            else:
+                days.add(arrival)
+        for _, v, bad in rows("payments.csv", ("paid_ts",)):
+            days.add(arrival if bad else clamp_day(nairobi_date(v.get("paid_ts")), arrival, today))
+        seen.update(order_days)
+        result[batch.batch_id] = (days, order_days)
+    return result
+
+
+def test_planner_days_of_batches_agree_with_the_row_by_row_rules(tmp_path):
+    """Generated batches (dirty: re-sent rows, status updates of old orders, odd timestamps) and the handmade
+    ones (a malformed record, a byte-order mark, columns reordered), planned in two halves so the second half
+    finds the first half's orders in the "lake": the same days and order days as the row-by-row reference."""
+    from ecommerce_lake.generator.generate import GeneratorConfig, generate
+    from ecommerce_lake.logic.plan import plan_days
+    from ecommerce_lake.platform.landing import LandingResource
+    from ecommerce_lake_tests.landing_fixtures import add_handmade_batches
+
+    generate(GeneratorConfig(out=tmp_path, seed=3, days=30, customers=400, products=40, lines=6000, dirty_rate=0.05,
+                             end_date=dt.date(2025, 11, 30)))
+    add_handmade_batches(tmp_path)
+    landing = LandingResource(root=str(tmp_path))
+    batches = [b for b in landing.list_batches() if b.complete]
+    first, second = batches[: len(batches) // 2], batches[len(batches) // 2:]
+    lake: dict[str, dt.date] = {}
+    lookup = lambda ids: {oid: lake[oid] for oid in ids if oid in lake}  # noqa: E731
+    for half in (first, second):
+        got = plan_days(landing, half, lookup)
+        expected = _row_by_row_days(landing, half, lookup)
+        assert {b: (p.days, p.order_days) for b, p in got.items()} == expected
+        for p in got.values():
+            lake.update(p.order_days)
+    assert len(lake) > 1000 and any(len(p.days) > 1 for p in got.values())

@@ -10,7 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ecommerce_lake.platform.io_manager import DeltaIOManager
+from ecommerce_lake.platform.io_manager import SHOWN_PREDICATE_CHARS, DeltaIOManager, Replacing
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.spark import SparkResource
 
@@ -170,6 +170,20 @@ def test_backfill_range_in_one_run(res, spark):
     assert md["lake/partitions_written"]["count"] == 3
     assert md["dagster/row_count"] == 3
     assert DeltaTable.forPath(spark, uri).history().count() == 2  # one commit for the whole range
+    # one materialization per partition; the write's figures once, on the range's last partition
+    mats = {e.event_specific_data.materialization.partition: e.event_specific_data.materialization.metadata
+            for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert sorted(mats) == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    for day, meta in mats.items():
+        assert meta["delta/version"].value == 1 and meta["dagster/uri"].value == uri, day
+        assert meta["lake/write_figures_on_partition"].value == "2024-01-03", day
+        assert meta["lake/partitions_written"].value == {"count": 3, "keys": ["2024-01-01", "2024-01-02",
+                                                                              "2024-01-03"]}
+    figures = ("dagster/row_count", "lake/bytes_written", "lake/replace_where", "perf/step_seconds", "spark/jobs")
+    assert all(k in mats["2024-01-03"] for k in figures)
+    assert not any(k in mats[day] for day in ("2024-01-01", "2024-01-02") for k in figures)
+    single = _metadata(_run([daily], res, partition_key="2024-01-04"), dg.AssetKey(["sandbox", "daily"]))
+    assert single["dagster/row_count"] == 1 and "lake/write_figures_on_partition" not in single
 
 
 def test_rows_outside_the_partition_are_refused(res, spark):
@@ -273,7 +287,7 @@ def test_first_write_of_an_empty_table_reports_zero_rows(res, spark):
     @dg.asset(key=["sandbox", "nothing_yet"], metadata={"replace_key": "batch"})
     def nothing_yet(spark: SparkResource):
         empty = spark.get_session().createDataFrame([], "batch string, b string")
-        return dg.Output(empty, metadata={"lake/replace_values": ["b1"]})
+        return Replacing(empty, ["b1"])
 
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize([nothing_yet], resources=res, instance=instance)
@@ -282,6 +296,35 @@ def test_first_write_of_an_empty_table_reports_zero_rows(res, spark):
     assert spark.read.format("delta").load(md["dagster/uri"]).count() == 0
     wrote = [e.user_message for e in instance.all_logs(result.run_id) if ": wrote " in (e.user_message or "")]
     assert wrote and wrote[0].startswith("sandbox/nothing_yet: wrote 0 rows in 0 files"), wrote
+
+
+def test_announced_replace_values_stay_out_of_the_materialization_and_long_predicates_are_shortened(res, spark):
+    """``Replacing(df, values)``: the write replaces exactly those values (other batches stay), the values are not
+    copied into the materialization, and a replaceWhere longer than SHOWN_PREDICATE_CHARS is shortened there
+    while the Delta commit keeps it whole."""
+    from deltalake import DeltaTable
+
+    batches = [f"batch-{i:04d}" for i in range(60)]
+
+    def asset_writing(values):
+        @dg.asset(key=["sandbox", "appended"], metadata={"replace_key": "batch"})
+        def appended(spark: SparkResource):
+            df = spark.get_session().createDataFrame([(b, i) for i, b in enumerate(values)], "batch string, n int")
+            return Replacing(df, values)
+        return appended
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([asset_writing(["other"])], resources=res, instance=instance).success
+    result = dg.materialize([asset_writing(batches)], resources=res, instance=instance)
+    md = _metadata(result, dg.AssetKey(["sandbox", "appended"]))
+    assert not any("replace_values" in k for k in md)
+    shown = md["lake/replace_where"]
+    assert shown.startswith("(batch IN ('batch-0000', 'batch-0001'") and "characters in all" in shown
+    assert len(shown) < SHOWN_PREDICATE_CHARS + 100
+    table = spark.read.format("delta").load(md["dagster/uri"])
+    assert sorted(r["batch"] for r in table.collect()) == sorted(["other", *batches])
+    predicate = DeltaTable(md["dagster/uri"]).history(1)[0]["operationParameters"]["predicate"]
+    assert all(f"'{b}'" in predicate for b in batches) and len(predicate) > SHOWN_PREDICATE_CHARS
 
 
 def test_asset_key_must_be_layer_and_table(res):

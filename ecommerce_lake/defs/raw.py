@@ -19,6 +19,7 @@ from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_out, key_of, 
 from ecommerce_lake.logic.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw
 from ecommerce_lake.logic.plan import read_rows
 from ecommerce_lake.partitions import BATCH_TAG, DAILY, PARTITIONS_START, SINGLE_RUN, nairobi_today
+from ecommerce_lake.platform.io_manager import Replacing
 from ecommerce_lake.platform.landing import LandingResource
 from ecommerce_lake.platform.lake import LakeError, LakeResource
 from ecommerce_lake.schemas import raw as schemas
@@ -75,8 +76,7 @@ def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource
         with_days = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in with_days.items()}
         _refuse_rows_outside(with_days, window, context.partition_key_range)
     for name in SALES:
-        yield dg.Output(with_days[name], output_name=name,
-                        metadata={"lake/replace_values": [p.batch_id for p in accepted]})
+        yield dg.Output(Replacing(with_days[name], [p.batch_id for p in accepted]), output_name=name)
     for df in with_days.values():
         df.unpersist()
 
@@ -128,7 +128,7 @@ def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake
     accepted_ids = [p.batch_id for p in plan.accepted]
     for name in BATCH_TABLES:
         df = read_raw(spark, landing, BY_NAME[name], plan.accepted, ingested_at)
-        yield dg.Output(df, output_name=name, metadata={"lake/replace_values": accepted_ids})
+        yield dg.Output(Replacing(df, accepted_ids), output_name=name)
 
     file_rows: dict[str, dict[str, int]] = {}
     days: dict[str, list[str]] = {}
@@ -161,10 +161,9 @@ def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake
     log_df = batch_log(spark, plan.new, file_rows, days, ingested_at, context.run_id)
     rejected_md = "\n".join(f"| {p.batch_id} | {p.reason} |" for p in plan.rejected)
     yield dg.Output(
-        log_df,
+        Replacing(log_df, [p.batch_id for p in plan.new]),
         output_name="batch_log",
         metadata={
-            "lake/replace_values": [p.batch_id for p in plan.new],
             "batches/accepted": len(plan.accepted),
             "batches/rejected": len(plan.rejected),
             "batches/incomplete": len(plan.incomplete),

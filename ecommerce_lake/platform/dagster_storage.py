@@ -22,21 +22,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._core.storage.sqlite_storage import (
-    DagsterSqliteStorage,
-    _event_logs_directory,
-    _runs_directory,
-    _schedule_directory,
-)
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -51,14 +45,20 @@ LOCAL_STORAGE_YAML = """storage:
       base_dir:
         env: DAGSTER_HOME
 """
-_ENV_BASE_DIR = "base_dir:\n        env: DAGSTER_HOME"
+_ENV_BASE_DIR = re.compile(r"^([ \t]*)base_dir:[ \t]*\n\s*env:[ \t]*DAGSTER_HOME[ \t]*$", re.MULTILINE)
 
 
 def pinned(dagster_yaml: str, home) -> str:
     """``dagster_yaml`` with the storage's ``base_dir`` set to ``home`` instead of ``$DAGSTER_HOME``, so the
     instance reads its own directory even when opened from a process whose DAGSTER_HOME points elsewhere
     (``InstanceRef.from_dir``)."""
-    return dagster_yaml.replace(_ENV_BASE_DIR, "base_dir: " + json.dumps(str(home)))
+    found = _ENV_BASE_DIR.findall(dagster_yaml)
+    if len(found) != 1:
+        raise ValueError(
+            f"dagster.yaml: expected one storage `base_dir:` taken from `env: DAGSTER_HOME` (as in LOCAL_STORAGE_YAML), "
+            f"found {len(found)}; cannot pin the instance's directory to {home}"
+        )
+    return _ENV_BASE_DIR.sub(lambda m: f"{m.group(1)}base_dir: {json.dumps(str(home))}", dagster_yaml)
 
 
 def instance_yaml(home) -> str:
@@ -139,12 +139,10 @@ class PooledSqliteStorage(DagsterSqliteStorage):
     """``DagsterSqliteStorage`` (same layout under ``base_dir``) with :class:`PooledSqliteEventLogStorage`."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        self.base_dir = base_dir
-        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        super().__init__(base_dir, inst_data)
+        # Dagster's event log (built above: it creates the index database the first time, then holds nothing
+        # open) swapped for the pooled one over the same directory
         self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
-        self._inst_data = inst_data
-        super(DagsterSqliteStorage, self).__init__()
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # ty: ignore[invalid-method-override]

@@ -9,7 +9,8 @@ Asset definition metadata it understands (all optional):
 ``zorder_by``       list of columns to Z-order the written files by (Delta ``OPTIMIZE ... ZORDER BY``).
 ``replace_key``     column for append-style assets: the write replaces only rows whose ``replace_key`` value
                     occurs in the output (e.g. ``_batch_id`` for raw tables: re-ingesting a batch is a no-op
-                    change, other batches are untouched).
+                    change, other batches are untouched). An asset that knows those values returns
+                    ``Replacing(df, values)`` instead of ``df`` and saves the IO manager a pass over the output.
 
 Input metadata (``AssetIn(metadata={"columns": [...]})``) selects columns on load.
 """
@@ -17,7 +18,8 @@ Input metadata (``AssetIn(metadata={"columns": [...]})``) selects columns on loa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pyspark.sql import functions as F
@@ -25,10 +27,28 @@ from pyspark.sql import types as T
 
 from ecommerce_lake.platform.lake import LakeError, LakeResource, WriteResult, catalog_name
 from ecommerce_lake.platform.spark_metrics import performance_metadata
-from ecommerce_lake.platform.schema_meta import dataframe_table_schema
+from ecommerce_lake.platform.schema_meta import column_shape, dataframe_table_schema
 
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 MONTH_COLUMN = "_month"  # physical partition column of time-partitioned tables, managed here
+# What every partition's materialization of a multi-partition write records (see DeltaIOManager._record)
+PER_PARTITION_METADATA = frozenset({"dagster/table_name", "dagster/uri", "delta/version", "lake/schema_as_declared",
+                                    "lake/partitions_written"})
+SHOWN_PREDICATE_CHARS = 300  # longer replaceWhere predicates are shortened in materialization metadata
+
+
+@dataclass(frozen=True)
+class Replacing:
+    """An output of a ``replace_key`` asset with the key values it replaces (e.g. the batches being ingested).
+
+    The values travel with the output, not in its Output metadata: Dagster copies an Output's metadata into every
+    partition's materialization, which made a two-year build store the list of 730 batch ids 2,190 times."""
+
+    frame: DataFrame
+    values: Sequence[str]
 
 
 def _is_spark_dataframe(obj: Any) -> bool:
@@ -68,6 +88,9 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         asset_key = context.asset_key
         name = asset_key.to_user_string()
+        announced = None
+        if isinstance(obj, Replacing):
+            obj, announced = obj.frame, list(obj.values)
         if not _is_spark_dataframe(obj):
             raise dg.DagsterTypeCheckDidNotPass(
                 f"asset {name!r} returned {type(obj).__module__}.{type(obj).__qualname__}; the Delta IO manager "
@@ -98,7 +121,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 partition_expr, context.asset_partitions_def, time_window, partitions_written
             ))
         if replace_key:
-            values = _runtime_value(context, "lake/replace_values")
+            values = announced
             if values is None:  # not announced by the asset: find them (one extra pass over the output)
                 values = [r[0] for r in obj.select(replace_key).distinct().collect() if r[0] is not None]
             values = sorted(str(v) for v in values)
@@ -126,8 +149,29 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             + (f", replaceWhere {replace_where}" if replace_where else ", full overwrite")
             + ")"
         )
-        context.add_output_metadata(self._metadata(context, obj, result, partitions_written))
-        context.add_output_metadata(performance_metadata(context, self.lake.session(), result.rows or 0))
+        md = self._metadata(context, obj, result, partitions_written)
+        md.update(performance_metadata(context, self.lake.session(), result.rows or 0))
+        self._record(context, md, partitions_written)
+
+    @staticmethod
+    def _record(context: dg.OutputContext, md: dict[str, Any], partitions_written: list[str]) -> None:
+        """Attach the write's metadata to its materializations. A write of several partitions (a backfill range,
+        730 days in a two-year build) yields one materialization per partition: each gets what identifies the
+        write (PER_PARTITION_METADATA); the write's figures (rows, bytes, files, timings, Spark metrics, the
+        predicate) go once, on its last partition – they describe the write, not a partition, and repeating them
+        cost a full build thousands of copies in the event log."""
+        if context.has_asset_partitions and len(partitions_written) > 1:
+            try:
+                step = context.step_context
+            except dg.DagsterInvariantViolationError:  # outside a run step: every partition gets everything
+                step = None
+            if step is not None:
+                last = partitions_written[-1]
+                step.add_asset_metadata({k: v for k, v in md.items() if k not in PER_PARTITION_METADATA},
+                                        asset_key=context.asset_key, partition_key=last)
+                md = {k: v for k, v in md.items() if k in PER_PARTITION_METADATA}
+                md["lake/write_figures_on_partition"] = last
+        context.add_output_metadata(md)
 
     def _metadata(
         self, context: dg.OutputContext, obj, result: WriteResult, partitions_written: list[str]
@@ -135,7 +179,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         declared = (context.definition_metadata or {}).get("dagster/column_schema")
         written = T.StructType([f for f in obj.schema.fields if f.name != MONTH_COLUMN])  # as readers see it
         actual = dataframe_table_schema(written, declared)
-        as_declared = declared is not None and _shape(actual) == _shape(declared)
+        as_declared = declared is not None and column_shape(actual) == column_shape(declared)
         md: dict[str, Any] = {
             "lake/schema_as_declared": dg.MetadataValue.bool(as_declared),
             "dagster/table_name": result.table_name,
@@ -155,7 +199,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         if result.rows is not None:  # unknown stays unknown rather than a false 0
             md["dagster/row_count"] = dg.MetadataValue.int(result.rows)
         if result.replace_where:
-            md["lake/replace_where"] = result.replace_where
+            md["lake/replace_where"] = _shortened(result.replace_where)
         if partitions_written:
             shown = partitions_written if len(partitions_written) <= 50 else [
                 partitions_written[0], "...", partitions_written[-1]]
@@ -208,16 +252,13 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         return df
 
 
-def _shape(schema: dg.TableSchema) -> list[tuple[str, str]]:
-    return [(c.name, c.type) for c in schema.columns]
-
-
-def _runtime_value(context: dg.OutputContext, key: str):
-    """A metadata value the asset attached to its Output (e.g. ``lake/replace_values``), unwrapped."""
-    value = (context.output_metadata or {}).get(key)
-    if value is None:
-        return None
-    return getattr(value, "value", value)
+def _shortened(predicate: str) -> str:
+    """The predicate as materialization metadata: whole when short; else its start and length (the Delta commit's
+    ``operationParameters.predicate`` keeps it whole). It is repeated in every partition's materialization."""
+    if len(predicate) <= SHOWN_PREDICATE_CHARS:
+        return predicate
+    return (f"{predicate[:SHOWN_PREDICATE_CHARS]} … ({len(predicate):,} characters in all; in full in the Delta "
+            "commit's operationParameters.predicate)")
 
 
 def _is_dataframe_type(tp) -> bool:

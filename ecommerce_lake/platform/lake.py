@@ -21,6 +21,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from ecommerce_lake.platform.schema_meta import column_shape
 from ecommerce_lake.platform.spark import SparkResource
 
 if TYPE_CHECKING:
@@ -218,7 +219,8 @@ class LakeResource(dg.ConfigurableResource):
             replace_where=replace_where,
             previous_version=int(previous["version"]) if previous else None,
             previous_rows=_to_int((previous.get("operationMetrics") or {}).get("numOutputRows")) if previous else None,
-            schema_changed=bool(previous_schema is not None and _shape(df.schema) != _shape(previous_schema)),
+            schema_changed=bool(previous_schema is not None
+                                and column_shape(df.schema) != column_shape(previous_schema)),
             metrics=metrics,
         )
 
@@ -300,10 +302,6 @@ class LakeResource(dg.ConfigurableResource):
                 return row.asDict(recursive=True)
         return {"version": history[0]["version"], "operation": "NONE (nothing to change)",
                 "operationMetrics": {"numOutputRows": "0", "numFiles": "0", "numOutputBytes": "0"}}
-
-
-def _shape(schema) -> list[tuple[str, str]]:
-    return [(f.name, f.dataType.simpleString()) for f in schema.fields]
 
 
 def _same_location(a: str, b: str) -> bool:

@@ -143,6 +143,14 @@ def dataframe_table_schema(spark_schema: StructType, declared: dg.TableSchema | 
     return dg.TableSchema(columns=columns, constraints=declared.constraints if declared else None)
 
 
+def column_shape(schema: dg.TableSchema | StructType) -> list[tuple[str, str]]:
+    """(name, Spark type) of each column, in order: what "the same schema" means when the IO manager compares the
+    written schema with the declared one, and the lake the new one with the previous version's."""
+    if isinstance(schema, dg.TableSchema):
+        return [(c.name, c.type) for c in schema.columns]
+    return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+
+
 # ---- DataFrame helpers --------------------------------------------------------------------------
 def struct_type(schema: pa.DataFrameSchema):
     """The Spark StructType of a schema (column order as declared)."""

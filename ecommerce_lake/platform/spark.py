@@ -148,6 +148,23 @@ class SparkResource(dg.ConfigurableResource):
             return session
 
 
+def start_in_background(resource: SparkResource) -> threading.Thread:
+    """Start the process's SparkSession on a daemon thread, so the JVM boots while the caller does other work
+    (``ecommerce-lake run`` plans the run's partitions meanwhile). The first ``get_session()`` of the run waits
+    for it (same lock, same configuration: the same session). A failure here is only logged at debug level: that
+    first ``get_session()`` then starts Spark itself and raises the error where the run reports it."""
+
+    def start() -> None:
+        try:
+            resource.get_session()
+        except Exception as exc:  # noqa: BLE001 - re-raised by the run's own get_session()
+            log.debug("starting Spark in the background failed (the run will retry and report): %s", exc)
+
+    thread = threading.Thread(target=start, name="spark-start", daemon=True)
+    thread.start()
+    return thread
+
+
 def _SESSION_alive(session: SparkSession) -> bool:
     try:
         return not session.sparkContext._jsc.sc().isStopped()  # type: ignore[union-attr]
