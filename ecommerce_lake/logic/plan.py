@@ -100,13 +100,6 @@ class BatchDays:
     order_days: dict[str, dt.date] = field(default_factory=dict)  # order_id -> day of its latest row here
 
 
-def _clean(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
-
-
 # The usual shapes, whose Nairobi date is their first ten characters when those are a valid date: local time to
 # the second without an offset, or with +03:00 (``nairobi_date``'s fast branch). Every other value goes through
 # ``nairobi_date`` itself.
@@ -194,6 +187,7 @@ def _days(ts: list[str | None], malformed: list[bool] | None, arrival: dt.date, 
 
 
 def _oids(values: list[str | None]) -> list[str | None]:
+    """Order ids as the lake keys them: trimmed; empty is none."""
     return [(v.strip() or None) if v is not None else None for v in values]
 
 
