@@ -72,7 +72,8 @@ def test_overwrite_creates_new_version_and_keeps_history(res, spark):
 
     @dg.asset(key=["sandbox", "counter"])
     def counter(spark: SparkResource) -> DataFrame:
-        return spark.get_session().range(state["n"])
+        df = spark.get_session().range(state["n"])
+        return df.withColumn("square", F.col("id") * F.col("id")) if state.get("squared") else df
 
     assert _run([counter], res).success
     state["n"] = 7
@@ -85,6 +86,20 @@ def test_overwrite_creates_new_version_and_keeps_history(res, spark):
     assert spark.read.format("delta").option("versionAsOf", 0).load(uri).count() == 3
     md = _metadata(result, dg.AssetKey(["sandbox", "counter"]))
     assert md["delta/version"] == 1 and md["delta/previous_version"] == 0
+    assert md["lake/previous_row_count"] == 3 and md["lake/schema_changed"] is False
+    state["n"], state["squared"] = 4, True  # a new column: the write reports the schema change
+    md = _metadata(_run([counter], res), dg.AssetKey(["sandbox", "counter"]))
+    assert md["delta/version"] == 2 and md["delta/previous_version"] == 1
+    assert md["lake/previous_row_count"] == 7 and md["lake/schema_changed"] is True and md["dagster/row_count"] == 4
+
+
+def test_reading_a_table_never_written_names_the_asset(res):
+    from ecommerce_lake.platform.lake import LakeError
+
+    lake = res["lake"]
+    with pytest.raises(LakeError, match=r"asset 'sandbox/never_written' has not been materialized yet: no Delta "
+                                        r"table at .*sandbox/never_written"):
+        lake.read(dg.AssetKey(["sandbox", "never_written"]))
 
 
 def test_failed_overwrite_leaves_previous_version_intact(res, spark):

@@ -50,7 +50,7 @@ from ecommerce_lake.logic.parsing import (
     present,
 )
 from ecommerce_lake.partitions import PARTITIONS_START
-from ecommerce_lake.platform.frames import held_df
+from ecommerce_lake.platform.frames import held_df, sized
 from ecommerce_lake.platform.schema_meta import conform
 from ecommerce_lake.schemas import raw as raw_schemas
 from ecommerce_lake.schemas import refined as schemas
@@ -502,7 +502,9 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     orders = held_df(current_orders(order_rows, inp.customers, pseudonym_key)
                      .where(in_window("order_date", inp.start, inp.end)), held)
 
-    current = orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate"))
+    # The current orders' keys, computed and kept: Spark then knows they are small (a few days) and broadcasts
+    # them, so the raw order lines are filtered as they are read instead of the whole history being shuffled.
+    current = sized(orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate")), held)
     known = current.select("__oid")
     if inp.refined_order_ids is not None:
         known = known.unionByName(inp.refined_order_ids.select(F.col("order_id").alias("__oid"))).distinct()

@@ -110,15 +110,18 @@ class LakeResource(dg.ConfigurableResource):
         version: int | None = None,
     ) -> DataFrame:
         uri = self.table_uri(asset_key)
-        if not self.exists(asset_key):
-            raise LakeError(
-                f"asset {asset_key.to_user_string()!r} has not been materialized yet: no Delta table at {uri}. "
-                "Materialize it (and its upstream assets) first."
-            )
         reader = self.session().read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        df = reader.load(uri)
+        try:  # no separate existence check first: Delta reads the table's log once, here
+            df = reader.load(uri)
+        except Exception as exc:
+            if not self.exists(asset_key):
+                raise LakeError(
+                    f"asset {asset_key.to_user_string()!r} has not been materialized yet: no Delta table at {uri}. "
+                    "Materialize it (and its upstream assets) first."
+                ) from exc
+            raise
         if "_month" in df.columns:  # physical partition column managed by the IO manager, not part of the data
             df = df.drop("_month")
         if where:
@@ -167,12 +170,9 @@ class LakeResource(dg.ConfigurableResource):
         uri = self.table_uri(asset_key)
         name = catalog_name(asset_key)
         token = uuid.uuid4().hex
-        previous, previous_schema = None, None
+        previous_schema = None
         if DeltaTable.isDeltaTable(spark, uri):
-            table = DeltaTable.forPath(spark, uri)
-            rows = table.history(1).collect()
-            previous = rows[0].asDict(recursive=True) if rows else None
-            previous_schema = table.toDF().schema
+            previous_schema = spark.read.format("delta").load(uri).schema
 
         writer = (
             df.write.format("delta")
@@ -195,11 +195,12 @@ class LakeResource(dg.ConfigurableResource):
                 raise LakeError(
                     f"asset {asset_key.to_user_string()!r}: refusing to write rows outside the partition being "
                     f"materialized (replaceWhere: {replace_where}). Nothing was written; the table stays at "
-                    f"version {previous['version'] if previous else 'none'}. Delta said: {text.splitlines()[0]}"
+                    f"version {self.current_version(asset_key) if previous_schema is not None else 'none'}. "
+                    f"Delta said: {text.splitlines()[0]}"
                 ) from exc
             raise
         seconds = time.monotonic() - started
-        commit = self._commit_with_token(uri, token)
+        commit, previous = self._commit_with_token(uri, token)
         metrics = {k: _to_int(v) for k, v in (commit.get("operationMetrics") or {}).items()}
         files = metrics.get("numFiles") if "numFiles" in metrics else metrics.get("numAddedFiles")
         if metrics.get("numOutputRows") is None and files == 0:
@@ -290,18 +291,19 @@ class LakeResource(dg.ConfigurableResource):
         os.replace(tmp, path)
 
     # ---- internals ----------------------------------------------------------------------------
-    def _commit_with_token(self, uri: str, token: str) -> dict:
-        """Our commit, found by its token; Delta records no commit for a write that changes nothing (no rows
-        written, none replaced): then the table's current version, with no metrics."""
+    def _commit_with_token(self, uri: str, token: str) -> tuple[dict, dict | None]:
+        """Our commit, found by its token, and the commit before it (None for a new table), from one read of the
+        history. Delta records no commit for a write that changes nothing (no rows written, none replaced): then
+        the table's current version, with no metrics, and that version as the previous one."""
         from delta.tables import DeltaTable
 
-        history = DeltaTable.forPath(self.session(), uri).history(10).collect()
-        for row in history:
+        history = [r.asDict(recursive=True) for r in DeltaTable.forPath(self.session(), uri).history(10).collect()]
+        for i, row in enumerate(history):
             meta = row["userMetadata"]
             if meta and token in meta:
-                return row.asDict(recursive=True)
-        return {"version": history[0]["version"], "operation": "NONE (nothing to change)",
-                "operationMetrics": {"numOutputRows": "0", "numFiles": "0", "numOutputBytes": "0"}}
+                return row, (history[i + 1] if i + 1 < len(history) else None)
+        return ({"version": history[0]["version"], "operation": "NONE (nothing to change)",
+                 "operationMetrics": {"numOutputRows": "0", "numFiles": "0", "numOutputBytes": "0"}}, history[0])
 
 
 def _same_location(a: str, b: str) -> bool:
