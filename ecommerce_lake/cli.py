@@ -95,7 +95,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     ensure_dagster_home(settings)
     return run_lake(settings, selection=args.select, mode="incremental" if args.incremental else "full",
-                    report_path=args.report, checks=not args.no_checks)
+                    report_path=args.report, checks=not args.no_checks, worker=args.worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ecommerce_lake.platform.run_worker import serve
+
+    settings = _settings()
+    ensure_dagster_home(settings)
+    return serve(settings, host=args.host, port=args.port)
 
 
 def cmd_plain_build(args: argparse.Namespace) -> int:
@@ -249,7 +257,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the day partitions new batches touch (default: every day that holds data)")
     p.add_argument("--report", help="also write the run's figures (times per step and layer, rows) as JSON")
     p.add_argument("--no-checks", action="store_true", help="skip the asset checks (benchmarks only)")
+    p.add_argument("--worker", metavar="URL",
+                   help="execute the run in the Spark run worker at URL (`ecommerce-lake worker`, warm JVM) "
+                   "instead of in this process")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("worker", help="serve the Spark run worker: runs (Dagster's, through SparkWorkerRunLauncher, "
+                       "and `run --worker`) execute in this one long-lived process, its JVM kept warm")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 inside a container)")
+    p.add_argument("--port", type=int, default=4050)
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("plain-build", help="build raw, refined and curated in one plain PySpark program without "
                        "Dagster (the benchmark's baseline; writes the configured lake)")

@@ -177,8 +177,17 @@ def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
 
 
 def run_lake(settings: Settings, selection: str | None = None, mode: str = "full",
-             report_path: str | None = None, checks: bool = True) -> int:
-    report = execute(settings, selection=selection, mode=mode, checks=checks)
+             report_path: str | None = None, checks: bool = True, worker: str | None = None) -> int:
+    if worker:  # the Spark run worker executes it (warm JVM); same report
+        from ecommerce_lake.platform.run_worker import RunWorkerError, execute_remote
+
+        try:
+            report = execute_remote(worker, mode=mode, selection=selection, checks=checks)
+        except RunWorkerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        report = execute(settings, selection=selection, mode=mode, checks=checks)
     print_report(report, settings)
     if report_path:
         import json

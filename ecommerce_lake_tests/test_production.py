@@ -146,9 +146,10 @@ def test_the_lake_on_a_spark_cluster_with_a_thrift_metastore(s3, landing_data, t
 
 
 def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, landing_data):
-    """Production instance (docker/dagster.prod.yaml: PostgreSQL storage, queued runs), with the webserver, the
-    daemon and the code server as separate processes: a new batch is picked up by the landing sensor, ingested,
-    and declarative automation refreshes the refined tables, the sales among them."""
+    """Production instance (docker/dagster.prod.yaml: PostgreSQL storage, queued runs, every run launched into
+    the Spark run worker), with the webserver, the daemon, the code server and the run worker as separate
+    processes: a new batch is picked up by the landing sensor, ingested, and declarative automation refreshes
+    the refined tables, the sales among them. Every run executes in the one worker process (one JVM)."""
     import shutil
 
     import dagster as dg
@@ -162,13 +163,19 @@ def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, lan
     dagster_home.mkdir()
     shutil.copy(REPO / "docker" / "dagster.prod.yaml", dagster_home / "dagster.yaml")
     with postgres(tmp_path / "pg") as pg_env:
-        code_port, web_port = free_port(), free_port()
+        code_port, web_port, worker_port = free_port(), free_port(), free_port()
+        worker_url = f"http://127.0.0.1:{worker_port}"
         env = {**pg_env, "DAGSTER_HOME": str(dagster_home), "DAGSTER_CODE_HOST": "127.0.0.1",
                "DAGSTER_CODE_PORT": str(code_port), "ECOMMERCE_LAKE_HOME": str(tmp_path / "home"),
-               "ECOMMERCE_LAKE_LANDING": str(landing), "ECOMMERCE_LAKE_PSEUDONYM_KEY": KEY}
+               "ECOMMERCE_LAKE_LANDING": str(landing), "ECOMMERCE_LAKE_PSEUDONYM_KEY": KEY,
+               "ECOMMERCE_LAKE_RUN_WORKER_URL": worker_url}
         workspace = str(REPO / "docker" / "workspace.prod.yaml")
         with process([str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port),
-                      "-m", "ecommerce_lake.definitions"], tmp_path / "code.log", env=env) as code:
+                      "-m", "ecommerce_lake.definitions"], tmp_path / "code.log", env=env) as code, \
+                process([str(BIN / "ecommerce-lake"), "worker", "--port", str(worker_port)], tmp_path / "worker.log",
+                        env=env) as worker:
+            health = wait_for(lambda: http_json(f"{worker_url}/health"), 120, "run worker", worker,
+                              tmp_path / "worker.log")
             wait_for(lambda: subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port)],
                                             capture_output=True, env={**os.environ, **env}).returncode == 0,
                      180, "code server", code, tmp_path / "code.log")
@@ -200,6 +207,19 @@ def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, lan
                     tags = instance.get_run_by_id(orders.run_id).tags
                     assert tags.get("dagster/from_automation_condition") == "true", tags
                     assert "ecommerce_lake/batch_id" not in tags
+                    # the materialization comes before the run's checks: wait for the run to end in the worker
+                    wait_for(lambda: http_json(f"{worker_url}/runs/{orders.run_id}")["state"] == "finished", 600,
+                             "the refined sales run finished in the worker", worker, tmp_path / "worker.log")
+                    assert instance.get_run_by_id(orders.run_id).status == dg.DagsterRunStatus.SUCCESS
+                    # every run went to the one worker process: the launcher tagged it, and the worker counts it
+                    worker_runs = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.SUCCESS]
+                    assert len(worker_runs) >= 2
+                    assert {r.tags.get("ecommerce_lake/run_worker") for r in worker_runs} == {worker_url}
+                    # (a run is marked SUCCESS by its execution a moment before the worker counts it done)
+                    after = wait_for(lambda: (h := http_json(f"{worker_url}/health"))["runs_done"] >= len(
+                        worker_runs) and h, 60, "the worker counting the runs", worker, tmp_path / "worker.log")
+                    assert after["pid"] == health["pid"] == worker.pid
+                    assert after["spark_sessions_started"] == 1, after  # one JVM served every run
                     liveness = subprocess.run([str(BIN / "dagster-daemon"), "liveness-check"], capture_output=True,
                                               env={**os.environ, **env}, text=True)
                     assert liveness.returncode == 0, liveness.stdout + liveness.stderr

@@ -457,9 +457,12 @@ def in_window(col: str, start: dt.date, end: dt.date) -> Column:
     return (F.col(col) >= F.lit(start)) & (F.col(col) < F.lit(end))
 
 
-def _versions(all_rows: DataFrame, in_scope: DataFrame, key: str) -> DataFrame:
-    """Every raw version (any partition) of the keys that have a row in scope."""
-    keys = in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct()
+def _versions(all_rows: DataFrame, in_scope: DataFrame, key: str, held: list[DataFrame]) -> DataFrame:
+    """Every raw version (any partition) of the keys that have a row in scope.
+
+    The keys are computed and kept first (``sized``): for a few days Spark then broadcasts them and filters the
+    raw table as it reads it, instead of shuffling the whole history against them."""
+    keys = sized(in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct(), held)
     return all_rows.join(keys, clean(key) == F.col("__key"), "left_semi")
 
 
@@ -498,27 +501,30 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     in_scope = in_window("__carry_day", inp.start, inp.end)  # a parsed row's raw day is in scope
 
     # Each raw row is parsed once; the parsed rows give both the refined versions and the rejects.
-    order_rows = held_df(parse_orders(_carry(_versions(inp.orders, orders_scope, "order_id"), "orders")), held)
+    order_rows = held_df(parse_orders(_carry(_versions(inp.orders, orders_scope, "order_id", held), "orders")), held)
     orders = held_df(current_orders(order_rows, inp.customers, pseudonym_key)
                      .where(in_window("order_date", inp.start, inp.end)), held)
 
     # The current orders' keys, computed and kept: Spark then knows they are small (a few days) and broadcasts
     # them, so the raw order lines are filtered as they are read instead of the whole history being shuffled.
     current = sized(orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate")), held)
-    known = current.select("__oid")
-    if inp.refined_order_ids is not None:
-        known = known.unionByName(inp.refined_order_ids.select(F.col("order_id").alias("__oid"))).distinct()
     of_orders = inp.order_items.join(current, clean("order_id") == F.col("__oid"), "left_semi")
     item_rows = held_df(parse_order_items(_carry(
         of_orders.unionByName(items_scope).dropDuplicates(["_source_file", "_row_number"]), "order_items")), held)
     of_current = item_rows.join(current, F.col("order_id") == F.col("__oid"), "left_semi")
-    orphans = item_rows.where(in_scope).join(known, F.col("order_id") == F.col("__oid"), "left_anti")
+    # Orphans: lines in scope whose order is neither current here nor already refined. The few candidate order
+    # ids are looked up in refined.orders (broadcast, no shuffle of its whole history of order ids).
+    orphans = item_rows.where(in_scope).join(current, F.col("order_id") == F.col("__oid"), "left_anti")
+    if inp.refined_order_ids is not None:
+        wanted = sized(orphans.select(F.col("order_id").alias("__oid")).where("__oid IS NOT NULL").distinct(), held)
+        refined = inp.refined_order_ids.select(F.col("order_id").alias("__oid")).join(wanted, "__oid", "left_semi")
+        orphans = orphans.join(refined, F.col("order_id") == F.col("__oid"), "left_anti")
     items = keep_latest(valid(of_current.unionByName(orphans)), ORDER_ITEMS)
     items = items.join(current, F.col("order_id") == F.col("__oid"), "left")
     items = items.withColumn("order_date", F.coalesce("__odate", "__carry_day"))
     items = items.where(in_window("order_date", inp.start, inp.end))
 
-    payment_rows = held_df(parse_payments(_carry(_versions(inp.payments, payments_scope, "payment_id"), "payments")),
+    payment_rows = held_df(parse_payments(_carry(_versions(inp.payments, payments_scope, "payment_id", held), "payments")),
                            held)
     payments = keep_latest(valid(payment_rows), PAYMENTS)
     payments = payments.withColumn("paid_date", nairobi_date(F.col("paid_ts")))

@@ -31,6 +31,7 @@ SECRET_CONF = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "secret", "password
 _SESSION: SparkSession | None = None
 _FINGERPRINT: tuple | None = None
 _STARTUP_SECONDS: float | None = None
+_STARTS = 0  # SparkSessions this process has started (a long-lived run worker reports it)
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -123,7 +124,7 @@ class SparkResource(dg.ConfigurableResource):
 
     def get_session(self) -> SparkSession:
         """The process's SparkSession, created on first use and reused afterwards."""
-        global _SESSION, _FINGERPRINT, _STARTUP_SECONDS
+        global _SESSION, _FINGERPRINT, _STARTUP_SECONDS, _STARTS
         conf = self.spark_conf()
         fingerprint = tuple(sorted(conf.items()))
         with _LOCK:
@@ -142,6 +143,7 @@ class SparkResource(dg.ConfigurableResource):
             session.sparkContext.setLogLevel("WARN")
             quiet_jvm_loggers(session)
             _STARTUP_SECONDS = time.monotonic() - started
+            _STARTS += 1
             log.info("SparkSession started on %s in %.1f s", self.master, _STARTUP_SECONDS)
             _SESSION, _FINGERPRINT = session, fingerprint
             atexit.register(stop_session)  # a clean stop: cluster masters record the application as finished
@@ -175,6 +177,11 @@ def _SESSION_alive(session: SparkSession) -> bool:
 def session_startup_seconds() -> float | None:
     """Seconds the current process spent starting its SparkSession (None if none was started)."""
     return _STARTUP_SECONDS
+
+
+def sessions_started() -> int:
+    """How many SparkSessions this process has started (1 for a worker whose JVM served every run)."""
+    return _STARTS
 
 
 def stop_session() -> None:
