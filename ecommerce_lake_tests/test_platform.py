@@ -271,7 +271,7 @@ def test_materialization_metadata_and_catalog_registration(res, spark):
     rows = spark.sql("select a, b from sandbox.described order by a").collect()
     assert [(r["a"], r["b"]) for r in rows] == [(1, "x"), (2, "y")]
     ops = [h["operation"] for h in DeltaTable.forPath(spark, md["dagster/uri"]).history().collect()]
-    assert "OPTIMIZE" in ops  # Z-order requested through metadata
+    assert ops == ["WRITE"]  # one commit; Z-order (zorder_by) is the maintenance asset's job, not the write's
 
 
 def test_materialization_repeats_the_column_schema_only_when_it_differs_from_the_declared_one(res):
@@ -419,3 +419,43 @@ def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, sp
     assert second["unique_key"].metadata["sample/unique_key:order_id"].value == [{"order_id": "A", "count": 2}]
     assert second["parent_exists"].passed  # P1 and P2 exist; B's orphan is on another day
     assert "2024-01-02" in second["columns_match_schema"].metadata["scope"].value
+
+
+def test_key_range_lets_delta_skip_files_and_changes_no_join_result(spark, tmp_path):
+    """``frames.key_range``: the keys' [min, max] on the looked-up column lets Delta skip the files whose
+    statistics lie outside it (fewer input files), and a semi-join with the keys returns the same rows with and
+    without it, including raw values that match a key only once trimmed (leading and trailing spaces)."""
+    from ecommerce_lake.logic.parsing import clean
+    from ecommerce_lake.platform.frames import key_range, release, semi_join_keys
+
+    path = str(tmp_path / "ids")
+    for batch in range(4):  # four files, ids issued in sequence: O0000..O0099, O1000..O1099, ...
+        rows = [(f"O{batch}{i:03d}", i) for i in range(100)]
+        if batch == 1:
+            rows += [(" O1005", 900), ("O1050  ", 901), ("  ", 902)]
+        spark.createDataFrame(rows, "order_id string, n int").coalesce(1).write.format("delta").mode("append").save(path)
+    table = spark.read.format("delta").load(path)
+    keys = spark.createDataFrame([("O1005",), ("O1050",), ("O1099",)], "order_id string")
+
+    exact = table.where(key_range(keys, "order_id"))
+    assert len(exact.inputFiles()) == 1 and len(table.inputFiles()) == 4
+    held: list = []
+    try:
+        joined = semi_join_keys(table, keys, ["order_id"], held)
+        assert sorted(r.n for r in joined.collect()) == [5, 50, 99]
+    finally:
+        release(held)
+
+    raw = table.where(key_range(keys, "order_id", trimmed=True))
+    assert len(raw.inputFiles()) == 1
+    on = clean("order_id") == F.col("k")
+    k = keys.withColumnRenamed("order_id", "k")
+    expected = sorted(r.n for r in table.join(k, on, "left_semi").collect())
+    assert expected == [5, 50, 99, 900, 901]
+    assert sorted(r.n for r in raw.join(k, on, "left_semi").collect()) == expected
+
+    # keys holding a space or a control character: no bound holds for their trimmed raw values, so no predicate
+    odd = spark.createDataFrame([("O1 005",)], "order_id string")
+    assert key_range(odd, "order_id", trimmed=True) is None
+    assert key_range(keys.where("order_id = 'none'"), "order_id") is None  # no keys: nothing to narrow
+    assert key_range(k, "k", target="order_id") is not None  # the table's column may be named differently

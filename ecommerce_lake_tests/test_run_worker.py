@@ -54,6 +54,26 @@ def test_no_worker_listening_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and f"no Spark run worker answers at {url}" in proc.stderr, proc.stderr
 
 
+def test_a_long_lived_worker_remembers_a_bounded_number_of_finished_runs():
+    """Run states stay bounded in a worker that lives for months: the last FINISHED_KEPT finished runs are
+    remembered, older ones are forgotten; queued and running runs are never dropped."""
+    from ecommerce_lake.platform.run_worker import FINISHED_KEPT, RunWorker, _Job
+
+    worker = RunWorker(settings=None, instance=None)
+    worker.submit(_Job("dagster", run_id="waiting"))
+    for i in range(FINISHED_KEPT + 25):
+        worker.finish(f"run-{i}")
+    assert worker.states["waiting"] == "queued"
+    assert worker.states[f"run-{FINISHED_KEPT + 24}"] == "finished"
+    assert worker.states["run-25"] == "finished"
+    assert "run-24" not in worker.states and "run-0" not in worker.states
+    assert len(worker.states) == FINISHED_KEPT + 1
+    worker.finish("run-25")  # a run id finished twice is kept by its latest finish
+    for i in range(FINISHED_KEPT - 1):
+        worker.finish(f"later-{i}")
+    assert worker.states["run-25"] == "finished" and "run-26" not in worker.states
+
+
 def test_worker_answers_health_and_refuses_bad_requests_then_stops_on_sigterm(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 import pandera.pyspark as pa
 
-from ecommerce_lake.platform.frames import release, sized
+from ecommerce_lake.platform.frames import release, semi_join_keys
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.schema_meta import asset_metadata, validate
 
@@ -80,7 +80,7 @@ class CheckEnv:
         filters ``table`` as it reads it, instead of shuffling a whole table to join it with a few days."""
         if self.scope(column) is None:
             return table
-        return table.join(sized(keys.select(*on).distinct(), self.held), list(on), "left_semi")
+        return semi_join_keys(table, keys, on, self.held)
 
 
 @dataclass(frozen=True)

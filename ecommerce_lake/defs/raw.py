@@ -19,6 +19,7 @@ from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_out, key_of, 
 from ecommerce_lake.logic.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw
 from ecommerce_lake.logic.plan import read_rows
 from ecommerce_lake.partitions import BATCH_TAG, DAILY, PARTITIONS_START, SINGLE_RUN, nairobi_today
+from ecommerce_lake.platform.frames import key_range, release, sized
 from ecommerce_lake.platform.io_manager import Replacing
 from ecommerce_lake.platform.landing import LandingResource
 from ecommerce_lake.platform.lake import LakeError, LakeResource
@@ -65,10 +66,16 @@ def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource
     ingested_at = _ingested_at()
     raw = {name: read_raw(spark, landing, BY_NAME[name], accepted, ingested_at) for name in SALES}
     existing = None
+    held: list = []
     if accepted and lake.exists(RAW_KEYS["orders"]):
-        referenced = raw["order_items"].select(F.trim("order_id").alias("__ref_oid")).distinct()
-        existing = (lake.read(RAW_KEYS["orders"], columns=["order_id", "_batch_id", "_row_number", "_order_date"])
-                    .join(referenced, F.trim(F.col("order_id")) == F.col("__ref_oid"), "left_semi"))
+        # the order ids the new lines refer to, computed first: Spark broadcasts them, and their range lets Delta
+        # read only the files of raw.orders that can hold them (ids are issued in sequence)
+        referenced = sized(raw["order_items"].select(F.trim("order_id").alias("__ref_oid"))
+                           .where("__ref_oid IS NOT NULL AND __ref_oid != ''").distinct(), held)
+        narrow = key_range(referenced, "__ref_oid", target="order_id", trimmed=True)
+        existing = lake.read(RAW_KEYS["orders"], columns=["order_id", "_batch_id", "_row_number", "_order_date"])
+        existing = (existing if narrow is None else existing.where(narrow)).join(
+            referenced, F.trim(F.col("order_id")) == F.col("__ref_oid"), "left_semi")
     window = context.partition_time_window
     today = nairobi_today()
     with_days = assign_days(raw, accepted, existing, PARTITIONS_START, today)
@@ -79,6 +86,7 @@ def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource
         yield dg.Output(Replacing(with_days[name], [p.batch_id for p in accepted]), output_name=name)
     for df in with_days.values():
         df.unpersist()
+    release(held)
 
 
 def _refuse_rows_outside(tables: dict, window: dg.TimeWindow, keys: dg.PartitionKeyRange) -> None:

@@ -50,7 +50,7 @@ from ecommerce_lake.logic.parsing import (
     present,
 )
 from ecommerce_lake.partitions import PARTITIONS_START
-from ecommerce_lake.platform.frames import held_df, sized
+from ecommerce_lake.platform.frames import held_df, key_range, sized
 from ecommerce_lake.platform.schema_meta import conform
 from ecommerce_lake.schemas import raw as raw_schemas
 from ecommerce_lake.schemas import refined as schemas
@@ -463,7 +463,14 @@ def _versions(all_rows: DataFrame, in_scope: DataFrame, key: str, held: list[Dat
     The keys are computed and kept first (``sized``): for a few days Spark then broadcasts them and filters the
     raw table as it reads it, instead of shuffling the whole history against them."""
     keys = sized(in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct(), held)
-    return all_rows.join(keys, clean(key) == F.col("__key"), "left_semi")
+    return _narrowed(all_rows, keys, "__key", key).join(keys, clean(key) == F.col("__key"), "left_semi")
+
+
+def _narrowed(raw: DataFrame, keys: DataFrame, key_column: str, raw_column: str) -> DataFrame:
+    """``raw`` restricted to the range of ``keys`` on ``raw_column`` (raw values, matched once trimmed): the same
+    join result, but Delta reads only the files whose statistics overlap the keys (``frames.key_range``)."""
+    narrow = key_range(keys, key_column, target=raw_column, trimmed=True)
+    return raw if narrow is None else raw.where(narrow)
 
 
 @dataclass
@@ -508,7 +515,8 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     # The current orders' keys, computed and kept: Spark then knows they are small (a few days) and broadcasts
     # them, so the raw order lines are filtered as they are read instead of the whole history being shuffled.
     current = sized(orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate")), held)
-    of_orders = inp.order_items.join(current, clean("order_id") == F.col("__oid"), "left_semi")
+    of_orders = _narrowed(inp.order_items, current, "__oid", "order_id").join(
+        current, clean("order_id") == F.col("__oid"), "left_semi")
     item_rows = held_df(parse_order_items(_carry(
         of_orders.unionByName(items_scope).dropDuplicates(["_source_file", "_row_number"]), "order_items")), held)
     of_current = item_rows.join(current, F.col("order_id") == F.col("__oid"), "left_semi")
@@ -517,7 +525,9 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     orphans = item_rows.where(in_scope).join(current, F.col("order_id") == F.col("__oid"), "left_anti")
     if inp.refined_order_ids is not None:
         wanted = sized(orphans.select(F.col("order_id").alias("__oid")).where("__oid IS NOT NULL").distinct(), held)
-        refined = inp.refined_order_ids.select(F.col("order_id").alias("__oid")).join(wanted, "__oid", "left_semi")
+        narrow = key_range(wanted, "__oid", target="order_id")
+        refined_ids = inp.refined_order_ids if narrow is None else inp.refined_order_ids.where(narrow)
+        refined = refined_ids.select(F.col("order_id").alias("__oid")).join(wanted, "__oid", "left_semi")
         orphans = orphans.join(refined, F.col("order_id") == F.col("__oid"), "left_anti")
     items = keep_latest(valid(of_current.unionByName(orphans)), ORDER_ITEMS)
     items = items.join(current, F.col("order_id") == F.col("__oid"), "left")

@@ -6,7 +6,8 @@ Asset definition metadata it understands (all optional):
                     partitioned assets; the IO manager builds Delta ``replaceWhere`` from it so a run rewrites
                     only its own partition(s) – a single partition or a backfill range in one run.
 ``partition_by``    list of columns for physical Delta partitioning (``partitionBy``).
-``zorder_by``       list of columns to Z-order the written files by (Delta ``OPTIMIZE ... ZORDER BY``).
+``zorder_by``       list of columns the Delta maintenance asset (``ops/delta_maintenance``) Z-orders the table by
+                    (``OPTIMIZE ... ZORDER BY``); writes do not Z-order (a daily maintenance run does).
 ``replace_key``     column for append-style assets: the write replaces only rows whose ``replace_key`` value
                     occurs in the output (e.g. ``_batch_id`` for raw tables: re-ingesting a batch is a no-op
                     change, other batches are untouched). An asset that knows those values returns
@@ -99,7 +100,6 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         meta = context.definition_metadata or {}
         partition_expr = meta.get("partition_expr")
         partition_by = list(meta.get("partition_by") or [])
-        zorder_by = list(meta.get("zorder_by") or [])
         replace_key = meta.get("replace_key")
 
         predicates: list[str] = []
@@ -139,7 +139,6 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             asset_key,
             replace_where=replace_where,
             partition_by=partition_by,
-            zorder_by=zorder_by,
             commit_info={"run_id": context.run_id, "asset": name, "partitions": len(partitions_written)},
         )
         context.log.info(

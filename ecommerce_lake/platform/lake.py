@@ -155,7 +155,6 @@ class LakeResource(dg.ConfigurableResource):
         *,
         replace_where: str | None = None,
         partition_by: Sequence[str] = (),
-        zorder_by: Sequence[str] = (),
         commit_info: dict | None = None,
     ) -> WriteResult:
         """Write ``df`` as one atomic Delta commit.
@@ -205,8 +204,6 @@ class LakeResource(dg.ConfigurableResource):
         files = metrics.get("numFiles") if "numFiles" in metrics else metrics.get("numAddedFiles")
         if metrics.get("numOutputRows") is None and files == 0:
             metrics["numOutputRows"] = 0  # Delta leaves the row count out of a write of no files (an empty table)
-        if zorder_by:
-            self.optimize(asset_key, zorder_by=zorder_by, where=replace_where)
         self.register(asset_key)
         return WriteResult(
             uri=uri,
@@ -225,14 +222,12 @@ class LakeResource(dg.ConfigurableResource):
             metrics=metrics,
         )
 
-    def optimize(self, asset_key: dg.AssetKey, zorder_by: Sequence[str] = (), where: str | None = None) -> dict:
+    def optimize(self, asset_key: dg.AssetKey, zorder_by: Sequence[str] = ()) -> dict:
         """Compact small files (and Z-order when asked) with Delta OPTIMIZE; returns Delta's metrics."""
         from delta.tables import DeltaTable
 
         table = DeltaTable.forPath(self.session(), self.table_uri(asset_key))
         builder = table.optimize()
-        if where:
-            builder = builder.where(where)
         result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
         row = result.collect()[0]
         return row["metrics"].asDict(recursive=True) if row["metrics"] is not None else {}

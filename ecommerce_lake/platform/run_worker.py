@@ -18,13 +18,16 @@ meant for 127.0.0.1 or a private network (the docker-compose stack), like Dagste
 
 * ``GET /health``: pid, runs done, the run in progress, the queue, SparkSessions started (1: one JVM).
 * ``POST /runs`` ``{"run_id": ...}``: queue a Dagster run (202).
-* ``GET /runs/<run_id>``: ``queued``, ``running``, ``finished`` or ``unknown`` (run monitoring asks this).
+* ``GET /runs/<run_id>``: ``queued``, ``running``, ``finished`` or ``unknown`` (run monitoring asks this). The
+  worker remembers the last ``FINISHED_KEPT`` finished runs; older ones answer ``unknown`` (Dagster has long
+  recorded them as ended, and run monitoring asks only about runs in progress).
 * ``POST /execute`` ``{"mode": "full"|"incremental", "selection": ..., "checks": true}``: a CLI run; the
   answer (when the run ends) is the run report.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -52,6 +55,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4050
 WORKER_TAG = "ecommerce_lake/run_worker"
 CANCEL_POLL_SECONDS = 1.0
+FINISHED_KEPT = 1000  # finished runs whose state GET /runs/<id> still answers: a long-lived worker stays bounded
 
 
 class RunWorkerError(RuntimeError):
@@ -178,7 +182,8 @@ class RunWorker:
         self.settings = settings
         self.instance = instance
         self.jobs: queue.Queue[_Job] = queue.Queue()
-        self.states: dict[str, str] = {}
+        self.states: dict[str, str] = {}  # queued and running runs, and the last FINISHED_KEPT finished ones
+        self._finished: collections.deque[str] = collections.deque()
         self.current: str | None = None
         self.runs_done = 0
         self.started = time.time()
@@ -199,6 +204,16 @@ class RunWorker:
         return {"status": "ok", "pid": os.getpid(), "runs_done": self.runs_done, "running": self.current,
                 "queued": self.jobs.qsize(), "spark_sessions_started": sessions_started(),
                 "spark_startup_seconds": session_startup_seconds(), "up_seconds": round(time.time() - self.started, 1)}
+
+    def finish(self, run_id: str) -> None:
+        """Record ``run_id`` as finished, forgetting the oldest finished runs beyond ``FINISHED_KEPT``."""
+        with self._lock:
+            self.states[run_id] = "finished"
+            self._finished.append(run_id)
+            while len(self._finished) > FINISHED_KEPT:
+                old = self._finished.popleft()
+                if self.states.get(old) == "finished" and old not in self._finished:
+                    del self.states[old]
 
     # main thread
     def serve_forever(self) -> None:
@@ -228,7 +243,7 @@ class RunWorker:
                 self.runs_done += 1
                 self.current = None
                 if job.run_id:
-                    self.states[job.run_id] = "finished"
+                    self.finish(job.run_id)
                 self._between_runs()
                 log.info("run %s: finished in %.1f s", label, time.monotonic() - started)
                 job.done.set()

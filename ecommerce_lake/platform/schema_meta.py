@@ -251,7 +251,7 @@ def validate(
     """
     from pyspark.sql import functions as F
 
-    from ecommerce_lake.platform.frames import release, sized
+    from ecommerce_lake.platform.frames import release, semi_join_keys
 
     _assert_supported(schema)
     problems: list[str] = []
@@ -288,8 +288,7 @@ def validate(
             # rows of the whole table sharing a key with the checked rows (a key must be unique across partitions)
             # (the checked keys are computed first: Spark then broadcasts a few days' keys instead of shuffling
             # the whole table)
-            checked = sized(df.select(*key).distinct(), held)
-            key_df = key_scope.select(*key).join(checked, key, "left_semi")
+            key_df = semi_join_keys(key_scope.select(*key), df, key, held)
             krow = key_df.agg(F.count(F.lit(1)).alias("n"),
                               F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("d")).collect()[0]
             key_rows, distinct_keys = int(krow["n"]), krow["d"]
