@@ -422,11 +422,12 @@ def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, sp
 
 
 def test_key_range_lets_delta_skip_files_and_changes_no_join_result(spark, tmp_path):
-    """``frames.key_range``: the keys' [min, max] on the looked-up column lets Delta skip the files whose
+    """``frames.kept_keys``: the keys' [min, max] on the looked-up column lets Delta skip the files whose
     statistics lie outside it (fewer input files), and a semi-join with the keys returns the same rows with and
-    without it, including raw values that match a key only once trimmed (leading and trailing spaces)."""
+    without it, including raw values that match a key only once trimmed (leading and trailing spaces). The keys
+    are computed once and kept: their cached size is known to Spark's planner."""
     from ecommerce_lake.logic.parsing import clean
-    from ecommerce_lake.platform.frames import key_range, release, semi_join_keys
+    from ecommerce_lake.platform.frames import kept_keys, release, semi_join_keys
 
     path = str(tmp_path / "ids")
     for batch in range(4):  # four files, ids issued in sequence: O0000..O0099, O1000..O1099, ...
@@ -435,27 +436,34 @@ def test_key_range_lets_delta_skip_files_and_changes_no_join_result(spark, tmp_p
             rows += [(" O1005", 900), ("O1050  ", 901), ("  ", 902)]
         spark.createDataFrame(rows, "order_id string, n int").coalesce(1).write.format("delta").mode("append").save(path)
     table = spark.read.format("delta").load(path)
-    keys = spark.createDataFrame([("O1005",), ("O1050",), ("O1099",)], "order_id string")
-
-    exact = table.where(key_range(keys, "order_id"))
-    assert len(exact.inputFiles()) == 1 and len(table.inputFiles()) == 4
+    keys_df = spark.createDataFrame([("O1005",), ("O1050",), ("O1099",)], "order_id string")
     held: list = []
     try:
-        joined = semi_join_keys(table, keys, ["order_id"], held)
+        keys = kept_keys(keys_df, "order_id", held)
+        assert (keys.lo, keys.hi, keys.spaced) == ("O1005", "O1099", False)
+        assert keys.df.is_cached and len(held) == 1
+        exact = keys.narrow(table)
+        assert len(exact.inputFiles()) == 1 and len(table.inputFiles()) == 4
+        joined = semi_join_keys(table, keys_df, ["order_id"], held)
         assert sorted(r.n for r in joined.collect()) == [5, 50, 99]
+
+        raw = keys.narrow(table, trimmed=True)
+        assert len(raw.inputFiles()) == 1
+        on = clean("order_id") == F.col("k")
+        k = keys_df.withColumnRenamed("order_id", "k")
+        expected = sorted(r.n for r in table.join(k, on, "left_semi").collect())
+        assert expected == [5, 50, 99, 900, 901]
+        assert sorted(r.n for r in raw.join(k, on, "left_semi").collect()) == expected
+
+        # keys holding a space or a control character: no bound holds for their trimmed raw values, no predicate
+        odd = kept_keys(spark.createDataFrame([("O1 005",)], "order_id string"), "order_id", held)
+        assert odd.spaced and odd.range_on(trimmed=True) is None
+        assert odd.range_on() is not None  # exact matches still have a range
+        assert kept_keys(keys_df.where("order_id = 'none'"), "order_id", held).range_on() is None  # no keys
+        renamed = kept_keys(k, "k", held)  # the table's column may be named differently
+        assert len(renamed.narrow(table, "order_id").inputFiles()) == 1
+        numbers = kept_keys(spark.createDataFrame([(3,), (7,)], "n int"), "n", held)  # not text: no space check
+        assert (numbers.lo, numbers.hi, numbers.spaced) == (3, 7, False)
     finally:
         release(held)
-
-    raw = table.where(key_range(keys, "order_id", trimmed=True))
-    assert len(raw.inputFiles()) == 1
-    on = clean("order_id") == F.col("k")
-    k = keys.withColumnRenamed("order_id", "k")
-    expected = sorted(r.n for r in table.join(k, on, "left_semi").collect())
-    assert expected == [5, 50, 99, 900, 901]
-    assert sorted(r.n for r in raw.join(k, on, "left_semi").collect()) == expected
-
-    # keys holding a space or a control character: no bound holds for their trimmed raw values, so no predicate
-    odd = spark.createDataFrame([("O1 005",)], "order_id string")
-    assert key_range(odd, "order_id", trimmed=True) is None
-    assert key_range(keys.where("order_id = 'none'"), "order_id") is None  # no keys: nothing to narrow
-    assert key_range(k, "k", target="order_id") is not None  # the table's column may be named differently
+    assert not keys.df.is_cached

@@ -19,7 +19,7 @@ from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_out, key_of, 
 from ecommerce_lake.logic.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw
 from ecommerce_lake.logic.plan import read_rows
 from ecommerce_lake.partitions import BATCH_TAG, DAILY, PARTITIONS_START, SINGLE_RUN, nairobi_today
-from ecommerce_lake.platform.frames import key_range, release, sized
+from ecommerce_lake.platform.frames import kept_keys, release
 from ecommerce_lake.platform.io_manager import Replacing
 from ecommerce_lake.platform.landing import LandingResource
 from ecommerce_lake.platform.lake import LakeError, LakeResource
@@ -70,12 +70,11 @@ def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource
     if accepted and lake.exists(RAW_KEYS["orders"]):
         # the order ids the new lines refer to, computed first: Spark broadcasts them, and their range lets Delta
         # read only the files of raw.orders that can hold them (ids are issued in sequence)
-        referenced = sized(raw["order_items"].select(F.trim("order_id").alias("__ref_oid"))
-                           .where("__ref_oid IS NOT NULL AND __ref_oid != ''").distinct(), held)
-        narrow = key_range(referenced, "__ref_oid", target="order_id", trimmed=True)
+        referenced = kept_keys(raw["order_items"].select(F.trim("order_id").alias("__ref_oid"))
+                               .where("__ref_oid IS NOT NULL AND __ref_oid != ''").distinct(), "__ref_oid", held)
         existing = lake.read(RAW_KEYS["orders"], columns=["order_id", "_batch_id", "_row_number", "_order_date"])
-        existing = (existing if narrow is None else existing.where(narrow)).join(
-            referenced, F.trim(F.col("order_id")) == F.col("__ref_oid"), "left_semi")
+        existing = referenced.narrow(existing, "order_id", trimmed=True).join(
+            referenced.df, F.trim(F.col("order_id")) == F.col("__ref_oid"), "left_semi")
     window = context.partition_time_window
     today = nairobi_today()
     with_days = assign_days(raw, accepted, existing, PARTITIONS_START, today)

@@ -50,7 +50,7 @@ from ecommerce_lake.logic.parsing import (
     present,
 )
 from ecommerce_lake.partitions import PARTITIONS_START
-from ecommerce_lake.platform.frames import held_df, key_range, sized
+from ecommerce_lake.platform.frames import held_df, kept_keys
 from ecommerce_lake.platform.schema_meta import conform
 from ecommerce_lake.schemas import raw as raw_schemas
 from ecommerce_lake.schemas import refined as schemas
@@ -460,17 +460,10 @@ def in_window(col: str, start: dt.date, end: dt.date) -> Column:
 def _versions(all_rows: DataFrame, in_scope: DataFrame, key: str, held: list[DataFrame]) -> DataFrame:
     """Every raw version (any partition) of the keys that have a row in scope.
 
-    The keys are computed and kept first (``sized``): for a few days Spark then broadcasts them and filters the
-    raw table as it reads it, instead of shuffling the whole history against them."""
-    keys = sized(in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct(), held)
-    return _narrowed(all_rows, keys, "__key", key).join(keys, clean(key) == F.col("__key"), "left_semi")
-
-
-def _narrowed(raw: DataFrame, keys: DataFrame, key_column: str, raw_column: str) -> DataFrame:
-    """``raw`` restricted to the range of ``keys`` on ``raw_column`` (raw values, matched once trimmed): the same
-    join result, but Delta reads only the files whose statistics overlap the keys (``frames.key_range``)."""
-    narrow = key_range(keys, key_column, target=raw_column, trimmed=True)
-    return raw if narrow is None else raw.where(narrow)
+    The keys are computed and kept first (``kept_keys``): for a few days Spark then broadcasts them and reads
+    only the raw table's files within their range, instead of shuffling the whole history against them."""
+    keys = kept_keys(in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct(), "__key", held)
+    return keys.narrow(all_rows, key, trimmed=True).join(keys.df, clean(key) == F.col("__key"), "left_semi")
 
 
 @dataclass
@@ -514,8 +507,10 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
 
     # The current orders' keys, computed and kept: Spark then knows they are small (a few days) and broadcasts
     # them, so the raw order lines are filtered as they are read instead of the whole history being shuffled.
-    current = sized(orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate")), held)
-    of_orders = _narrowed(inp.order_items, current, "__oid", "order_id").join(
+    kept = kept_keys(orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate")),
+                     "__oid", held)
+    current = kept.df
+    of_orders = kept.narrow(inp.order_items, "order_id", trimmed=True).join(
         current, clean("order_id") == F.col("__oid"), "left_semi")
     item_rows = held_df(parse_order_items(_carry(
         of_orders.unionByName(items_scope).dropDuplicates(["_source_file", "_row_number"]), "order_items")), held)
@@ -524,10 +519,10 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     # ids are looked up in refined.orders (broadcast, no shuffle of its whole history of order ids).
     orphans = item_rows.where(in_scope).join(current, F.col("order_id") == F.col("__oid"), "left_anti")
     if inp.refined_order_ids is not None:
-        wanted = sized(orphans.select(F.col("order_id").alias("__oid")).where("__oid IS NOT NULL").distinct(), held)
-        narrow = key_range(wanted, "__oid", target="order_id")
-        refined_ids = inp.refined_order_ids if narrow is None else inp.refined_order_ids.where(narrow)
-        refined = refined_ids.select(F.col("order_id").alias("__oid")).join(wanted, "__oid", "left_semi")
+        wanted = kept_keys(orphans.select(F.col("order_id").alias("__oid")).where("__oid IS NOT NULL").distinct(),
+                           "__oid", held)
+        refined = (wanted.narrow(inp.refined_order_ids, "order_id").select(F.col("order_id").alias("__oid"))
+                   .join(wanted.df, "__oid", "left_semi"))
         orphans = orphans.join(refined, F.col("order_id") == F.col("__oid"), "left_anti")
     items = keep_latest(valid(of_current.unionByName(orphans)), ORDER_ITEMS)
     items = items.join(current, F.col("order_id") == F.col("__oid"), "left")
