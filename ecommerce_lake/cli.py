@@ -70,11 +70,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     settings = _settings()
     out = Path(args.out or settings.landing_root)
+    if args.next:
+        from ecommerce_lake.generator.next_day import NextConfig, generate_next
+
+        try:
+            summary = generate_next(NextConfig(landing=out, seed=args.seed,
+                                               lines=args.lines if args.lines_given else None))
+        except (FileNotFoundError, FileExistsError, ValueError) as exc:
+            print(f"generate --next: {exc}", file=sys.stderr)
+            return 1
+        rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
+        print(f"generated batch {summary.last_batch} in {out} in {summary.seconds:.1f} s: {rows}; the landing sensor "
+              "ingests it (or `ecommerce-lake run --incremental`)")
+        return 0
     if args.if_empty and out.exists() and any(out.iterdir()):
         print(f"landing zone {out} already holds batches; not generating (drop --if-empty to replace them)")
         return 0
     cfg = GeneratorConfig(
-        out=out, seed=args.seed, days=args.days, customers=args.customers, products=args.products,
+        out=out, seed=42 if args.seed is None else args.seed, days=args.days, customers=args.customers, products=args.products,
         lines=args.lines, dirty_rate=args.dirty_rate, overwrite=args.overwrite,
         end_date=dt.date.fromisoformat(args.end_date) if args.end_date else None,
     )
@@ -95,15 +108,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     ensure_dagster_home(settings)
     return run_lake(settings, selection=args.select, mode="incremental" if args.incremental else "full",
-                    report_path=args.report, checks=not args.no_checks, worker=args.worker)
+                    report_path=args.report, checks=not args.no_checks)
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from ecommerce_lake.platform.run_worker import serve
+def _engine(settings: Settings):
+    from ecommerce_lake.defs.resources import spark_resource
+    from ecommerce_lake.platform.engine import Engine
+
+    return Engine(spark_resource(settings), settings.engine_dir)
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    import json
+
+    from ecommerce_lake.platform.engine import EngineError, is_disabled
 
     settings = _settings()
-    ensure_dagster_home(settings)
-    return serve(settings, host=args.host, port=args.port)
+    if is_disabled(settings.spark_remote):
+        print("ECOMMERCE_LAKE_SPARK_REMOTE is off: runs use in-process Spark; set it to sc://127.0.0.1:15002 "
+              "(the default) to use an engine", file=sys.stderr)
+        return 2
+    engine = _engine(settings)
+    try:
+        if args.action == "start":
+            st = engine.start(wait=args.wait, warm=not args.no_warm, foreground=args.foreground, bind=args.host)
+            print(f"engine: {st.detail} at {st.url} (pid {st.pid}); runs, `ecommerce-lake sql` and the UI's runs "
+                  "use it; `ecommerce-lake engine stop` stops it")
+            return 0 if st.serves_this_configuration else 1
+        if args.action == "stop":
+            engine.stop()
+            return 0
+        st = engine.status()
+        if args.json:
+            print(json.dumps(st.as_dict(), indent=2))
+        else:
+            print(f"engine at {st.url}: {st.detail}")
+            for label, value in (("pid", st.pid), ("started", st.started_at), ("Spark UI", st.ui_url),
+                                 ("answered SELECT 1 in", f"{st.answer_seconds} s" if st.answer_seconds else None),
+                                 ("log", st.log)):
+                if value:
+                    print(f"  {label:22} {value}")
+        return 0 if st.up and st.serves_this_configuration else 3
+    except EngineError as exc:
+        print(f"engine: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_plain_build(args: argparse.Namespace) -> int:
@@ -124,11 +172,15 @@ def cmd_plain_build(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from ecommerce_lake.defs.resources import spark_resource
+    from ecommerce_lake.platform.spark import session_info
 
     settings = _settings()
+    started = time.monotonic()
     spark = spark_resource(settings).get_session()
     df = spark.sql(args.query)
     df.show(args.limit, truncate=False)
+    info = session_info()
+    print(f"({time.monotonic() - started:.2f} s on {info.label if info else 'Spark'})", file=sys.stderr)
     return 0
 
 
@@ -167,11 +219,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     results: dict = {}
+    end_date = dt.date.fromisoformat(args.end_date) if args.end_date else None
     if args.scales:
         from ecommerce_lake.bench import bench_scales
 
         scales = [int(s.replace("_", "")) for s in args.scales.split(",") if s.strip()]
-        results = r = bench_scales(scales, days=args.days, ml=not args.no_ml, keep=args.keep)
+        results = r = bench_scales(scales, days=args.days, ml=not args.no_ml, keep=args.keep, end_date=end_date,
+                                   engine_url=args.engine)
         print(f"machine: {r['machine']}")
         print(f"{'order lines':>12} {'lake s':>8} {'lines/s':>9} {'peak MB':>8} {'ml s':>7} {'total s':>8}")
         for lines, e in r["scales"].items():
@@ -190,10 +244,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results["session"] = r = bench(args.steps)
         print(f"{r['steps']}-asset Spark chain: shared session {r['shared']['run_seconds']} s, one JVM per step "
               f"{r['per_step']['run_seconds']} s ({r['per_step_over_shared']}x)")
+    elif args.suite == "interactive":
+        from ecommerce_lake.bench import bench_interactive
+
+        results["interactive"] = r = bench_interactive(lines=args.lines, days=args.days, keep=args.keep,
+                                                       end_date=end_date)
+        print(f"machine: {r['machine']}")
+        print(f"{'figure':26} {'cold s':>8} {'warm s':>8} {'target':>8}")
+        for name in ("single_asset_s", "tiny_lake_s", "full_lake_s"):
+            f = r[name]
+            target = r["targets"].get(name, "")
+            print(f"{name:26} {f['cold']:>8.1f} {f['warm']:>8.1f} {target!s:>8}")
+        print(f"{'full_lake_ratio':26} {'':>8} {r['full_lake_ratio']:>8.3f} {r['targets']['full_lake_ratio']:>8}")
+        nb = r["new_batch_to_curated_s"]
+        print(f"{'new_batch_to_curated_s':26} {'':>8} {nb['seconds']:>8.1f} {r['targets']['new_batch_to_curated_s']:>8}"
+              f"   ({nb['materialized_after_s']})")
+        print("targets met: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["met"].items()))
     elif args.suite == "lake":
         from ecommerce_lake.bench import bench_lake
 
-        results["lake"] = r = bench_lake(days=args.days, lines=args.lines, keep=args.keep)
+        results["lake"] = r = bench_lake(days=args.days, lines=args.lines, keep=args.keep, end_date=end_date)
         full, inc = r["full"], r["incremental"]
         print(f"lake: {r['order_lines']:,} order lines over {r['days']} days (generated in {r['generate_seconds']} s)")
         print(f"  full rebuild        {full['wall_seconds']:7.1f} s  ({r['full_rows_per_second']:,} order lines/s, "
@@ -219,13 +289,44 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    """``dagster dev`` for this project, with the engine up (started here when it is not running, and stopped
+    again when the UI stops, unless it was already running)."""
+    import signal
+    import subprocess
+
+    from ecommerce_lake.platform.engine import EngineError, is_disabled
+
     settings = _settings()
     home = ensure_dagster_home(settings)
-    print(f"DAGSTER_HOME={home}; starting `dagster dev` on http://{args.host}:{args.port}")
-    os.chdir(REPO_ROOT)
-    os.execvp("dagster", ["dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", args.host,
-                          "-p", str(args.port)])
-    return 0  # pragma: no cover
+    engine, started_here = None, False
+    if not is_disabled(settings.spark_remote) and not args.no_engine:
+        engine = _engine(settings)
+        try:
+            if not engine.status().up:
+                engine.start()
+                started_here = True
+            else:
+                print(f"engine: already running at {engine.url}")
+        except EngineError as exc:
+            print(f"engine: {exc}\nruns launched from the UI will start in-process Spark", file=sys.stderr)
+            engine = None
+    # `dagster` of this interpreter's environment, whether or not that environment is on PATH
+    dagster = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", args.host,
+               "-p", str(args.port)]
+    print(f"DAGSTER_HOME={home}; starting `dagster dev` on http://{args.host}:{args.port}", flush=True)
+    proc = subprocess.Popen(dagster, cwd=REPO_ROOT)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+    finally:
+        if engine is not None and started_here:
+            engine.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("generate", help="write deterministic sample batches into the landing zone")
     p.add_argument("--out", help="landing root to write (default: ECOMMERCE_LAKE_LANDING)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 42; with --next: from the day)")
     p.add_argument("--days", type=int, default=730)
     p.add_argument("--customers", type=int, default=20000)
     p.add_argument("--products", type=int, default=500)
@@ -249,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end-date", help="last batch date YYYY-MM-DD (default: yesterday in Nairobi)")
     p.add_argument("--overwrite", action="store_true", help="replace existing batches in --out")
     p.add_argument("--if-empty", action="store_true", help="do nothing when the landing zone has batches")
+    p.add_argument("--next", action="store_true",
+                   help="write one more batch continuing the landing zone's history: the next day (today at the "
+                   "latest), new order ids, known customers and products, status updates of open orders")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("run", help="materialize every asset (with checks) against the configured lake")
@@ -257,16 +361,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the day partitions new batches touch (default: every day that holds data)")
     p.add_argument("--report", help="also write the run's figures (times per step and layer, rows) as JSON")
     p.add_argument("--no-checks", action="store_true", help="skip the asset checks (benchmarks only)")
-    p.add_argument("--worker", metavar="URL",
-                   help="execute the run in the Spark run worker at URL (`ecommerce-lake worker`, warm JVM) "
-                   "instead of in this process")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("worker", help="serve the Spark run worker: runs (Dagster's, through SparkWorkerRunLauncher, "
-                       "and `run --worker`) execute in this one long-lived process, its JVM kept warm")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 inside a container)")
-    p.add_argument("--port", type=int, default=4050)
-    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("engine", help="the warm Spark engine (a Spark Connect server) that runs, sql and the UI's "
+                       "runs use when it is up: start, stop, status")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--host", help="interface to bind (default: the host of ECOMMERCE_LAKE_SPARK_REMOTE; 0.0.0.0 in a "
+                   "container)")
+    p.add_argument("--foreground", action="store_true", help="start: run the server in this process (containers)")
+    p.add_argument("--no-warm", action="store_true", help="start: skip the warm-up queries")
+    p.add_argument("--wait", type=float, default=300.0, help="start: seconds to wait for the server to listen")
+    p.add_argument("--json", action="store_true", help="status: as JSON")
+    p.set_defaults(func=cmd_engine)
 
     p = sub.add_parser("plain-build", help="build raw, refined and curated in one plain PySpark program without "
                        "Dagster (the benchmark's baseline; writes the configured lake)")
@@ -287,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("bench", help="benchmarks that print figures (see docs/performance.md)")
-    p.add_argument("--suite", choices=["session", "lake"], default="session")
+    p.add_argument("--suite", choices=["session", "lake", "interactive"], default="session",
+                   help="session: shared SparkSession vs a JVM per step; lake: full rebuild vs one new day; "
+                   "interactive: single asset, tiny lake, full lake and a new batch, cold and warm")
     p.add_argument("--scales", nargs="?", const="100000,1000000,5000000",
                    help="order-line scales, e.g. 100000,1000000,5000000 (the default when given without a value): "
                    "per-asset and total times, rows/s, peak memory and the ratios orchestration_overhead, "
@@ -298,15 +406,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lines", type=int, default=1_000_000, help="lake suite: order lines of history")
     p.add_argument("--keep", help="keep the generated data and lakes in this directory (lake suite; with --scales, "
                    "one sub-directory per scale)")
+    p.add_argument("--engine", metavar="URL", help="scales: run every measured command on this running engine "
+                   "(sc://host:port) instead of in-process Spark and a fresh engine (warm figures; tests)")
+    p.add_argument("--end-date", help="last day of the generated history, YYYY-MM-DD (default: yesterday in "
+                   "Nairobi); pin it to compare runs of different days")
     p.add_argument("--output", help="also write the figures as JSON to this file")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) for this project")
+    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) for this project, and the engine if it is "
+                       "not running")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--no-engine", action="store_true", help="do not start the engine (runs use in-process Spark)")
     p.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
+    if args.command in ("run", "sql", "ui", "bench", "plain-build"):
+        import signal
+
+        def stop(_signum, _frame):  # SIGTERM as Ctrl-C: finally blocks and atexit run (the engine session closes)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+    if args.command == "generate":
+        args.lines_given = any(a == "--lines" or a.startswith("--lines=") for a in (argv or sys.argv[1:]))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("py4j", "urllib3", "botocore", "alembic", "pandera"):

@@ -8,13 +8,25 @@ cannot be read, are filed under their batch's arrival day (and refined rejects t
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import dagster as dg
 
 from ecommerce_lake.contract import NAIROBI_TZ
-from ecommerce_lake.settings import Settings
+from ecommerce_lake.settings import PREFIX, Settings
 
-PARTITIONS_START = dt.date.fromisoformat(Settings.from_env().partitions_start)
+
+def _partitions_start() -> dt.date:
+    """ECOMMERCE_LAKE_PARTITIONS_START alone (the partitions are defined when the code loads; the other settings
+    are validated where they are used, with a clear message)."""
+    raw = os.environ.get(PREFIX + "PARTITIONS_START") or Settings.partitions_start
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ValueError(f"{PREFIX}PARTITIONS_START={raw!r} is not a YYYY-MM-DD date") from exc
+
+
+PARTITIONS_START = _partitions_start()
 DAILY = dg.DailyPartitionsDefinition(
     start_date=PARTITIONS_START.isoformat(), timezone=NAIROBI_TZ, end_offset=1, fmt="%Y-%m-%d"
 )

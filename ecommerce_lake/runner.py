@@ -22,9 +22,11 @@ class RunReport:
     failed_steps: list[str] = field(default_factory=list)
     failed_blocking_checks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    warning_details: dict[str, str] = field(default_factory=dict)  # check -> what its metadata explains
     # numeric metadata of the materializations (e.g. seconds/features, backtest/...), per asset
     figures: dict[str, dict[str, float]] = field(default_factory=dict)
     step_rows: dict[str, int] = field(default_factory=dict)  # rows written per step (all its outputs)
+    spark: str = ""  # the Spark the run used: "engine sc://..." or "in-process local[*]"
 
     @property
     def exit_code(self) -> int:
@@ -71,8 +73,7 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     from ecommerce_lake.partitions import RANGE_END_TAG, RANGE_START_TAG
     from ecommerce_lake.platform.spark import start_in_background
 
-    start_in_background(spark_resource(settings))  # the JVM boots (≈5 s) while the run is planned and created
-    plan = plan_run(settings, mode)
+    start_in_background(spark_resource(settings))  # Spark starts (or connects) while the run is planned and created
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
     target = dg.AssetSelection.groups("raw", "refined", "curated", "ml")
@@ -84,11 +85,15 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
         target = base & dg.AssetSelection.from_string(selection)
     if not checks:  # benchmarks: the transformations alone
         target = target.without_checks()
+    partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None]
+    if target.resolve(graph) & set(partitioned):
+        plan = plan_run(settings, mode)  # the landing zone and the lake say which day partitions to cover
+    else:  # no day partition selected: nothing to plan
+        plan = RunPlan(new_batches=0, rejected_batches=0, incomplete_batches=0, days=None, mode=mode)
     tags = dict(tags or {})
     if plan.days:
         tags.update({RANGE_START_TAG: plan.days[0], RANGE_END_TAG: plan.days[1]})
     else:  # nothing to put in day partitions: the unpartitioned assets only
-        partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None]
         target = target - dg.AssetSelection.assets(*partitioned)
     print(f"plan ({plan.mode}): {plan.new_batches} new batch(es), {plan.rejected_batches} to reject, "
           f"{plan.incomplete_batches} incomplete; day partitions: "
@@ -104,8 +109,15 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
         tags=tags,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
+    from ecommerce_lake.platform.lake import flush_registrations
+    from ecommerce_lake.platform.spark import SPARK_TAG
+
+    flush_registrations()  # the run's tables are in the catalog when the report says so
     seconds = time.monotonic() - started
-    report = RunReport(success=result.success, run_id=result.run_id, seconds=seconds)
+
+    run = instance.get_run_by_id(result.run_id)
+    report = RunReport(success=result.success, run_id=result.run_id, seconds=seconds,
+                       spark=(run.tags.get(SPARK_TAG, "") if run else ""))
 
     group_of_step: dict[str, str] = {}
     for key in graph.get_all_asset_keys():
@@ -153,13 +165,17 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
                 report.failed_blocking_checks.append(name)
             else:
                 report.warnings.append(name)
+                explanation = evaluation.metadata.get("explanation")
+                if explanation is not None and explanation.value:
+                    report.warning_details[name] = str(explanation.value)
     return report
 
 
 def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("")
-    p(f"run {report.run_id}: {'SUCCESS' if report.exit_code == 0 else 'FAILED'} in {report.seconds:.1f} s")
+    p(f"run {report.run_id}: {'SUCCESS' if report.exit_code == 0 else 'FAILED'} in {report.seconds:.1f} s"
+      + (f" (Spark: {report.spark})" if report.spark else ""))
     if report.group_seconds:
         p("time per layer (sum of step times): " + ", ".join(
             f"{g} {s:.1f} s" for g, s in sorted(report.group_seconds.items())))
@@ -170,24 +186,20 @@ def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
     for name in report.failed_blocking_checks:
         p(f"  FAILED blocking check {name}")
     for name in report.warnings:
-        p(f"  warning: check {name} did not pass")
+        detail = report.warning_details.get(name)
+        p(f"  warning: check {name} did not pass" + (f": {detail}" if detail else ""))
+    if report.warnings and all("rejected" in report.warning_details.get(n, "") and "0 to one that never arrived"
+                               in report.warning_details.get(n, "") for n in report.warnings):
+        p("  (these warnings follow from rows rejected upstream, each kept with its rule in refined.rejects or "
+          "refined.sales_rejects; `ecommerce-lake generate` plants such dirty rows on purpose, --dirty-rate)")
     p(f"tables: {settings.lake_root}/<layer>/<table> (Delta); catalog names <layer>.<table>, e.g. "
       "`ecommerce-lake sql \"select * from curated.county_monthly_kpis limit 10\"`")
     p("UI: `ecommerce-lake ui` then http://127.0.0.1:3000 (runs, asset graph, checks, lineage)")
 
 
 def run_lake(settings: Settings, selection: str | None = None, mode: str = "full",
-             report_path: str | None = None, checks: bool = True, worker: str | None = None) -> int:
-    if worker:  # the Spark run worker executes it (warm JVM); same report
-        from ecommerce_lake.platform.run_worker import RunWorkerError, execute_remote
-
-        try:
-            report = execute_remote(worker, mode=mode, selection=selection, checks=checks)
-        except RunWorkerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    else:
-        report = execute(settings, selection=selection, mode=mode, checks=checks)
+             report_path: str | None = None, checks: bool = True) -> int:
+    report = execute(settings, selection=selection, mode=mode, checks=checks)
     print_report(report, settings)
     if report_path:
         import json

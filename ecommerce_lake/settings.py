@@ -71,6 +71,7 @@ class Settings:
     lake_root: str = ""
     landing_root: str = ""
     spark_master: str = "local[*]"
+    spark_remote: str = "sc://127.0.0.1:15002"  # the engine (Spark Connect); "off": in-process Spark only
     spark_shuffle_partitions: int = 0
     spark_driver_memory: str = ""
     spark_ui: bool = False
@@ -152,6 +153,14 @@ class Settings:
             parse_overrides(self.lead_times)
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}LEAD_TIMES: {exc}") from exc
+        remote = self.spark_remote.strip()
+        if remote.lower() not in ("off", "none", "local", "no", "false", ""):
+            from urllib.parse import urlparse
+
+            parsed = urlparse(remote)
+            if parsed.scheme != "sc" or not parsed.hostname:
+                raise ConfigError(f"{PREFIX}SPARK_REMOTE={remote!r}: expected sc://host:port (the engine's Spark "
+                                  "Connect address) or off")
         if is_remote_uri(self.lake_root) and not self.lake_root.startswith("s3a://"):
             raise ConfigError(
                 f"{PREFIX}ROOT={self.lake_root!r}: remote lake roots must use the s3a:// scheme "
@@ -161,6 +170,11 @@ class Settings:
     @property
     def lake_is_local(self) -> bool:
         return not is_remote_uri(self.lake_root)
+
+    @property
+    def engine_dir(self) -> str:
+        """Where ``ecommerce-lake engine`` keeps the engine's state and log."""
+        return str(Path(self.home) / "engine")
 
     @property
     def needs_s3(self) -> bool:
@@ -180,6 +194,7 @@ class Settings:
             "ROOT": "lake_root",
             "LANDING": "landing_root",
             "SPARK_MASTER": "spark_master",
+            "SPARK_REMOTE": "spark_remote",
             "SPARK_DRIVER_MEMORY": "spark_driver_memory",
             "HIVE_METASTORE_URI": "hive_metastore_uri",
             "JARS_DIR": "jars_dir",

@@ -1,4 +1,6 @@
-"""Shared fixtures: one real SparkSession (Delta + Hive catalog) per test process, temporary lake roots."""
+"""Shared fixtures: one warm Spark engine (a real Spark Connect server with Delta and the Hive catalog) for the
+whole test session, used by this process and by every process a test starts (``ecommerce-lake run``, Dagster's
+run processes) through ``ECOMMERCE_LAKE_SPARK_REMOTE``; temporary lake roots."""
 
 from __future__ import annotations
 
@@ -21,13 +23,38 @@ def session_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(session_home: Path) -> Settings:
-    """Settings for the test process. The jar cache is the normal one (set up by scripts/install)."""
-    return Settings(home=str(session_home), env="local")
+def engine_url() -> str:
+    """The session's engine address, exported so that every process a test starts uses the engine too."""
+    from ecommerce_lake_tests.servers import free_port
+
+    url = f"sc://127.0.0.1:{free_port()}"
+    os.environ["ECOMMERCE_LAKE_SPARK_REMOTE"] = url
+    return url
 
 
 @pytest.fixture(scope="session")
-def resources(settings):
+def settings(session_home: Path, engine_url: str) -> Settings:
+    """Settings for the test process. The jar cache is the normal one (set up by scripts/install)."""
+    return Settings(home=str(session_home), env="local", spark_remote=engine_url)
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    """One engine for the session (started cold once, warm for every test after the first)."""
+    from ecommerce_lake.defs.resources import spark_resource
+    from ecommerce_lake.platform.engine import Engine
+
+    eng = Engine(spark_resource(settings), settings.engine_dir)
+    eng.start(progress=lambda message: print(message, flush=True))
+    yield eng
+    from ecommerce_lake.platform.spark import stop_session
+
+    stop_session()
+    eng.stop()
+
+
+@pytest.fixture(scope="session")
+def resources(settings, engine):
     from ecommerce_lake.defs.resources import build_resources
 
     return build_resources(settings)
@@ -35,7 +62,12 @@ def resources(settings):
 
 @pytest.fixture(scope="session")
 def spark(resources):
-    return resources["spark"].get_session()
+    from ecommerce_lake.platform.spark import session_info
+
+    session = resources["spark"].get_session()
+    info = session_info()
+    assert info is not None and info.kind == "engine", f"the test session is not on the engine: {info}"
+    return session
 
 
 @pytest.fixture
@@ -61,6 +93,7 @@ def lake_run(settings, spark):
                              end_date=dt.date(2025, 11, 30)))
     info = add_handmade_batches(landing)
     report = execute(settings, instance=dg.DagsterInstance.get(), log_level="WARNING")
+    assert report.spark.startswith("engine sc://"), report.spark  # the run went through the engine
     expected_landing = oracle.read_landing(landing)
     fact = oracle.expected_fact_sales(expected_landing, dt.datetime.now(dt.UTC))
     return SimpleNamespace(report=report, info=info, landing=expected_landing, expected_fact=fact,

@@ -131,6 +131,9 @@ def add_handmade_batches(landing: Path) -> dict:
             "unparseable_number")
     _reject(b, "orders.csv", orders, o("TO10", "", "2025-12-01T10:00:00+03:00", "paid"), "missing_required_value")
     _reject(b, "orders.csv", orders, o("TO11", "T001", "2022-06-01T10:00:00+03:00", "paid"), "date_outside_partitions")
+    # rows without a key (empty, or only white space): nothing to keep, so rejected, never silently dropped
+    _reject(b, "orders.csv", orders, o("", "T001", "2025-12-01T10:00:00+03:00", "paid"), "missing_required_value")
+    _reject(b, "orders.csv", orders, o("  \t ", "T001", "2025-12-01T10:00:00+03:00", "paid"), "missing_required_value")
     _write(folder, "orders.csv", orders)
 
     items: list[list[str]] = [
@@ -159,6 +162,8 @@ def add_handmade_batches(landing: Path) -> dict:
                                           ""], "unparseable_number")
     _reject(b, "payments.csv", payments, ["TPAY3", "TO02", "card", "10.00", "2099-01-01T00:00:00Z", "completed", ""],
             "date_outside_partitions")
+    _reject(b, "payments.csv", payments, ["", "TO02", "card", "10.00", "2025-12-01T10:05:00+03:00", "completed", ""],
+            "missing_required_value")
     _write(folder, "payments.csv", payments)
 
     inventory: list[list[str]] = [["P00001", "nairobi city", "5", "2025-12-01"],

@@ -387,3 +387,68 @@ def test_planner_days_of_batches_agree_with_the_row_by_row_rules(tmp_path):
         for p in got.values():
             lake.update(p.order_days)
     assert len(lake) > 1000 and any(len(p.days) > 1 for p in got.values())
+
+
+def test_next_batch_continues_the_landing_zones_history(tmp_path):
+    """`generate --next`: the day after the last batch, new ids after the highest delivered, only known (or newly
+    signed-up) customers, known products at their latest list price, updates only of orders still open, and a
+    batch the planner accepts. Checked against the landing files read with the csv module (oracle)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from ecommerce_lake.generator.generate import GeneratorConfig, generate
+    from ecommerce_lake.generator.next_day import NextConfig, generate_next
+    from ecommerce_lake.logic.plan import plan_new_batches
+    from ecommerce_lake.platform.landing import LandingResource
+    from ecommerce_lake_tests import oracle
+
+    landing = tmp_path / "landing"
+    generate(GeneratorConfig(out=landing, seed=3, days=6, customers=200, products=30, lines=1200,
+                             end_date=dt.date(2025, 6, 10)))
+    before = oracle.read_landing(landing)
+    now = dt.datetime(2025, 7, 1, 9, 0, tzinfo=dt.UTC)
+    summary = generate_next(NextConfig(landing=landing, now=now))
+    assert summary.last_batch == "2025-06-11"  # the day after the last batch (well before "now")
+    again = generate_next(NextConfig(landing=landing, now=now))
+    assert again.last_batch == "2025-06-12"
+    after = oracle.read_landing(landing)
+    new = {name: [r for r in rows if r.batch == "2025-06-11"] for name, rows in after.rows.items()}
+
+    def num(value: str, prefix: str) -> int:
+        return int(value[len(prefix):]) if value.startswith(prefix) and value[len(prefix):].isdigit() else 0
+
+    old_orders = {r.values["order_id"].strip() for r in before.rows["orders"]}
+    old_max = max(num(o, "O") for o in old_orders)
+    placed = [r.values for r in new["orders"] if r.values["order_id"] not in old_orders]
+    updates = [r.values for r in new["orders"] if r.values["order_id"] in old_orders]
+    assert placed and sorted(num(o["order_id"], "O") for o in placed) == list(
+        range(old_max + 1, old_max + 1 + len(placed)))
+    # updates: orders still open at the end of the history move on (shipped / delivered), nothing else changes
+    latest = {}
+    for r in before.rows["orders"]:
+        latest[r.values["order_id"].strip()] = r.values
+    assert updates
+    for u in updates:
+        was = latest[u["order_id"]]["status"].strip().lower()
+        assert was in ("placed", "paid", "shipped") and u["status"] == {"placed": "shipped", "paid": "shipped",
+                                                                        "shipped": "delivered"}[was]
+        assert u["customer_id"] == latest[u["order_id"]]["customer_id"]
+    known_customers = {r.values["customer_id"].strip() for r in before.rows["customers"]}
+    signups = {r.values["customer_id"] for r in new.get("customers", [])}
+    assert not signups & known_customers
+    assert {o["customer_id"] for o in placed} <= known_customers | signups
+    prices = {}
+    for r in before.rows["products"]:
+        try:
+            prices[r.values["product_id"].strip()] = Decimal(r.values["list_price_kes"].strip())
+        except ArithmeticError:
+            continue
+    lines = [r.values for r in new["order_items"]]
+    assert {l["order_id"] for l in lines} == {o["order_id"] for o in placed}
+    assert all(Decimal(l["unit_price_kes"]) == prices[l["product_id"]] for l in lines)
+    old_payments = max(num(r.values["payment_id"], "PAY") for r in before.rows["payments"])
+    assert min(num(r.values["payment_id"], "PAY") for r in new["payments"]) == old_payments + 1
+    # the planner accepts it, for its own day and the days of the orders it updates
+    found = plan_new_batches(LandingResource(root=str(landing)), set(before.accepted), lambda ids: {})
+    planned = {p.batch.batch_id: p for p in found.planned}
+    assert planned["2025-06-11"].accepted and dt.date(2025, 6, 11) in planned["2025-06-11"].days

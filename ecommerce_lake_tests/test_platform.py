@@ -6,7 +6,6 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 import pytest
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -15,6 +14,15 @@ from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.spark import SparkResource
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-10")
+
+
+def _history(spark, uri: str):
+    """The table's Delta history, through SQL (the Delta Python API needs Delta's Connect plugin)."""
+    return spark.sql(f"DESCRIBE HISTORY delta.`{uri}`")
+
+
+def _detail(spark, uri: str) -> dict:
+    return spark.sql(f"DESCRIBE DETAIL delta.`{uri}`").collect()[0].asDict()
 
 
 @pytest.fixture
@@ -28,7 +36,14 @@ def res(resources, lake) -> dict:
 
 
 def _run(assets, res, **kwargs) -> dg.ExecuteInProcessResult:
-    return dg.materialize(assets, resources=res, instance=dg.DagsterInstance.ephemeral(), **kwargs)
+    """Materialize ``assets``; a run that used Spark must have used the engine (its ``ecommerce_lake/spark`` tag)."""
+    from ecommerce_lake.platform.spark import SPARK_TAG
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(assets, resources=res, instance=instance, **kwargs)
+    used = instance.get_run_by_id(result.run_id).tags.get(SPARK_TAG)
+    assert used is None or used.startswith("engine sc://"), used
+    return result
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
@@ -80,7 +95,7 @@ def test_overwrite_creates_new_version_and_keeps_history(res, spark):
     result = _run([counter], res)
     assert result.success
     uri = res["lake"].table_uri(dg.AssetKey(["sandbox", "counter"]))
-    history = DeltaTable.forPath(spark, uri).history().select("version", "operation").collect()
+    history = _history(spark, uri).select("version", "operation").collect()
     assert sorted(h["version"] for h in history) == [0, 1]
     assert spark.read.format("delta").load(uri).count() == 7
     assert spark.read.format("delta").option("versionAsOf", 0).load(uri).count() == 3
@@ -117,7 +132,7 @@ def test_failed_overwrite_leaves_previous_version_intact(res, spark):
     result = _run([fragile], res, raise_on_error=False)
     assert not result.success
     uri = res["lake"].table_uri(dg.AssetKey(["sandbox", "fragile"]))
-    assert DeltaTable.forPath(spark, uri).history().count() == 1
+    assert _history(spark, uri).count() == 1
     df = spark.read.format("delta").load(uri)
     assert df.columns == ["id"] and df.count() == 1000
 
@@ -169,7 +184,7 @@ def test_partitioned_write_touches_only_its_partition(res, spark):
     md = _metadata(result, dg.AssetKey(["sandbox", "daily"]))
     assert md["lake/partitions_written"] == {"count": 1, "keys": ["2024-01-01"]}
     assert "day >= '2024-01-01'" in md["lake/replace_where"]
-    assert DeltaTable.forPath(spark, uri).detail().collect()[0]["partitionColumns"] == ["day"]
+    assert _detail(spark, uri)["partitionColumns"] == ["day"]
 
 
 def test_backfill_range_in_one_run(res, spark):
@@ -184,7 +199,7 @@ def test_backfill_range_in_one_run(res, spark):
     md = _metadata(result, dg.AssetKey(["sandbox", "daily"]))
     assert md["lake/partitions_written"]["count"] == 3
     assert md["dagster/row_count"] == 3
-    assert DeltaTable.forPath(spark, uri).history().count() == 2  # one commit for the whole range
+    assert _history(spark, uri).count() == 2  # one commit for the whole range
     # one materialization per partition; the write's figures once, on the range's last partition
     mats = {e.event_specific_data.materialization.partition: e.event_specific_data.materialization.metadata
             for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
@@ -213,7 +228,7 @@ def test_rows_outside_the_partition_are_refused(res, spark):
     message = failure.event_specific_data.error.message + "".join(
         c.message for c in (failure.event_specific_data.error.cause,) if c)
     assert "sandbox/daily" in message and "outside the partition" in message
-    assert DeltaTable.forPath(spark, uri).history().count() == 1
+    assert _history(spark, uri).count() == 1
     assert [r["day"] for r in spark.read.format("delta").load(uri).collect()] == [dt.date(2024, 1, 2)]
 
 
@@ -270,7 +285,7 @@ def test_materialization_metadata_and_catalog_registration(res, spark):
     assert md["lake/files_written"] >= 1 and md["lake/bytes_written"] > 0
     rows = spark.sql("select a, b from sandbox.described order by a").collect()
     assert [(r["a"], r["b"]) for r in rows] == [(1, "x"), (2, "y")]
-    ops = [h["operation"] for h in DeltaTable.forPath(spark, md["dagster/uri"]).history().collect()]
+    ops = [h["operation"] for h in _history(spark, md["dagster/uri"]).collect()]
     assert ops == ["WRITE"]  # one commit; Z-order (zorder_by) is the maintenance asset's job, not the write's
 
 
@@ -333,9 +348,9 @@ def test_announced_replace_values_stay_out_of_the_materialization_and_long_predi
     result = dg.materialize([asset_writing(batches)], resources=res, instance=instance)
     md = _metadata(result, dg.AssetKey(["sandbox", "appended"]))
     assert not any("replace_values" in k for k in md)
-    shown = md["lake/replace_where"]
-    assert shown.startswith("(batch IN ('batch-0000', 'batch-0001'") and "characters in all" in shown
-    assert len(shown) < SHOWN_PREDICATE_CHARS + 100
+    shown = md["lake/replace_where"]  # a long IN list is said as its count and range
+    assert shown == "(batch IN (60 values, 'batch-0000' .. 'batch-0059'))", shown
+    assert len(shown) < SHOWN_PREDICATE_CHARS
     table = spark.read.format("delta").load(md["dagster/uri"])
     assert sorted(r["batch"] for r in table.collect()) == sorted(["other", *batches])
     predicate = DeltaTable(md["dagster/uri"]).history(1)[0]["operationParameters"]["predicate"]
@@ -360,24 +375,30 @@ def test_one_spark_session_serves_every_asset_of_a_run(res):
         @dg.asset(key=["sandbox", f"chain_{i}"], deps=[dg.AssetKey(["sandbox", f"chain_{i - 1}"])] if i else [])
         def step(spark: SparkResource) -> DataFrame:
             session = spark.get_session()
-            apps.append((session.sparkContext.applicationId, id(session)))
+            apps.append((session.session_id if hasattr(session, "session_id") else session.sparkContext.applicationId,
+                         id(session)))
             return session.range(i + 1)
 
         return step
 
-    assert _run([make(i) for i in range(6)], res).success
-    assert len(apps) == 6 and len(set(apps)) == 1
+    assert _run([make(i) for i in range(6)], res).success  # (_run: the run's Spark was the engine)
+    assert len(apps) == 6 and len(set(apps)) == 1  # one Connect session served every step
 
 
 # ---- checks of a partition range ----------------------------------------------------------------------
-def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, spark):
-    """In a partitioned run the table checks look at the run's days, and the whole-table sides of their joins
-    are narrowed to the keys of those days (``CheckEnv.matching``, the key-uniqueness check): a key repeated on
-    another day still fails ``unique_key``, a reference found only through another table still counts, and
-    an orphan on a day outside the run is not counted."""
-    from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, QualityResource, key_of, table_checks
+@pytest.mark.parametrize("small_rows", [0, None], ids=["narrowed-to-keys", "small-table-whole"])
+def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, spark, monkeypatch, small_rows):
+    """In a partitioned run a table's checks (in its asset's step) look at the run's days, and the whole-table
+    sides of their joins are narrowed to the keys of those days on big tables (``CheckEnv.matching``, the
+    key-uniqueness check), read whole on small ones: either way a key repeated on another day still fails
+    ``unique_key``, a reference found only through another table still counts, and an orphan on a day outside
+    the run is not counted."""
+    from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, QualityResource, TableChecks, emit, key_of, table_asset
+    from ecommerce_lake.platform import frames
     from ecommerce_lake.schemas._base import DATE, STRING, column, table
 
+    if small_rows is not None:  # every table counts as big: the narrowing path
+        monkeypatch.setattr(frames, "SMALL_TABLE_ROWS", small_rows)
     schema = table("sandbox.orders_by_day", "Orders by day.", {
         "day": column(DATE, "Day."), "order_id": column(STRING, "Order."), "parent_id": column(STRING, "Parent.")},
         key=["order_id"])
@@ -388,24 +409,26 @@ def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, sp
     def parents(spark: SparkResource) -> DataFrame:
         return spark.get_session().createDataFrame([("P1",), ("P2",)], "parent_id string")
 
-    @dg.asset(key=key_of(schema), partitions_def=DAILY, metadata={"partition_expr": "day"}, deps=[parents_key])
-    def orders_by_day(context: dg.AssetExecutionContext, spark: SparkResource) -> DataFrame:
-        day = context.partition_time_window.start.date()
-        return spark.get_session().createDataFrame([(day, o, p) for o, p in rows[day]],
-                                                   "day date, order_id string, parent_id string")
-
     def orphans(env: CheckEnv) -> dg.AssetCheckResult:
         mine = env.read(key_of(schema), "day", columns=["parent_id"])
-        found = env.matching(env.lake.read(parents_key), mine, ["parent_id"], "day").withColumn("f", F.lit(1))
+        found = env.matching(parents_key, mine, ["parent_id"], "day").withColumn("f", F.lit(1))
         n = mine.join(found, "parent_id", "left").where("f IS NULL").count()
         return dg.AssetCheckResult(passed=n == 0, metadata={"orphans": n})
 
-    checks = table_checks(schema, blocking=False, partition_expr="day", extra=[
-        ExtraCheck("parent_exists", "Every parent exists.", orphans, additional_deps=[parents_key])])
+    checks = TableChecks(schema, blocking=False, partition_expr="day",
+                         extra=[ExtraCheck("parent_exists", "Every parent exists.", orphans)])
+
+    @dg.multi_asset(**table_asset(checks, partition_expr="day"), partitions_def=DAILY, deps=[parents_key])
+    def orders_by_day(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource,
+                      quality: QualityResource):
+        day = context.partition_time_window.start.date()
+        yield from emit(context, lake, quality, {"orders_by_day": lambda: spark.get_session().createDataFrame(
+            [(day, o, p) for o, p in rows[day]], "day date, order_id string, parent_id string")}, [checks])
+
     resources = {**res, "quality": QualityResource()}
 
     def evaluate(day: str) -> dict:  # a partition range run, as the lake's runs and backfills are
-        result = _run([parents, orders_by_day, checks], resources, selection=[key_of(schema), parents_key],
+        result = _run([parents, orders_by_day], resources,
                       tags={"dagster/asset_partition_range_start": day, "dagster/asset_partition_range_end": day})
         assert result.success
         return {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -2,6 +2,7 @@
 server), a Spark standalone cluster with a thrift Hive metastore, Dagster on PostgreSQL with its webserver,
 daemon and code server, and the docker/ stack's files and commands."""
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -98,18 +99,34 @@ def test_bucket_is_verified_and_configured_in_prod(s3, tmp_path):
     assert all(block[k] for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"))
 
 
+@contextlib.contextmanager
+def _engine(env: dict):
+    """An engine of its own for this configuration (``ecommerce-lake engine start``), stopped afterwards."""
+    started = _cli(["engine", "start", "--no-warm"], env, timeout=600)
+    assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    try:
+        yield started
+    finally:
+        stopped = _cli(["engine", "stop"], env, timeout=300)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
 def test_the_lake_on_s3(s3, landing_data, tmp_path):
     """ECOMMERCE_LAKE_ROOT=s3a://..., landing under s3://...: the lake (raw, refined, curated and its checks)
-    works unchanged."""
+    works unchanged, on an engine of the S3 configuration (the test session's engine is a local one: it must not
+    serve this run)."""
     endpoint, client = s3
     local, expected = landing_data
     client.create_bucket(Bucket="lake")
     client.create_bucket(Bucket="landing")
     _upload(client, local, "landing", "exports")
     env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://lake/ecommerce",
-               ECOMMERCE_LAKE_LANDING="s3://landing/exports", ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET="true")
-    result = _cli(["run", "--select", "group:raw or group:refined or group:curated"], env)
+               ECOMMERCE_LAKE_LANDING="s3://landing/exports", ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET="true",
+               ECOMMERCE_LAKE_SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}")
+    with _engine(env):
+        result = _cli(["run", "--select", "group:raw or group:refined or group:curated"], env)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert f"(Spark: engine {env['ECOMMERCE_LAKE_SPARK_REMOTE']})" in result.stdout
     total, lines = _fact_total(env, "s3a://lake/ecommerce")
     assert total == sum(expected["net_revenue_kes"], Decimal("0")) and lines == len(expected)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="ecommerce/curated/fact_sales/")["Contents"]]
@@ -132,24 +149,30 @@ def test_the_lake_on_a_spark_cluster_with_a_thrift_metastore(s3, landing_data, t
                    ECOMMERCE_LAKE_LANDING="s3://cluster-landing/exports", ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET="true",
                    ECOMMERCE_LAKE_SPARK_MASTER=master, ECOMMERCE_LAKE_HIVE_METASTORE_URI=thrift,
                    ECOMMERCE_LAKE_SPARK_CONF="spark.executor.memory=2g;spark.executor.cores=2",
-                   SPARK_LOCAL_IP="127.0.0.1")
-        result = _cli(["run", "--select", "group:raw or group:refined or group:curated", "--no-checks"], env,
-                      timeout=2400)
-        assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-        status = wait_for(lambda: (s := http_json(master_json))["completedapps"] and s, 60, "application on the master")
-        assert any(a["name"] == "ecommerce_lake" for a in status["completedapps"]), status
-        total, lines = _fact_total(env, "s3a://cluster-lake/ecommerce")
-        assert total == sum(expected["net_revenue_kes"], Decimal("0")) and lines == len(expected)
-        query = _cli(["sql", "select count(*) as n from curated.fact_sales"], env)
-        assert query.returncode == 0, query.stderr[-3000:]
-        assert f"|{len(expected)}" in query.stdout.replace(" ", "")
+                   ECOMMERCE_LAKE_SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}", SPARK_LOCAL_IP="127.0.0.1")
+        # the production topology: the engine is the cluster's driver; the run and the query are its clients
+        with _engine(env):
+            status = wait_for(lambda: (s := http_json(master_json))["activeapps"] and s, 60, "the engine on the master")
+            assert [a["name"] for a in status["activeapps"]] == ["ecommerce_lake engine"], status
+            result = _cli(["run", "--select", "group:raw or group:refined or group:curated", "--no-checks"], env,
+                          timeout=2400)
+            assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+            assert f"(Spark: engine {env['ECOMMERCE_LAKE_SPARK_REMOTE']})" in result.stdout
+            total, lines = _fact_total(env, "s3a://cluster-lake/ecommerce")
+            assert total == sum(expected["net_revenue_kes"], Decimal("0")) and lines == len(expected)
+            query = _cli(["sql", "select count(*) as n from curated.fact_sales"], env)
+            assert query.returncode == 0, query.stderr[-3000:]
+            assert f"|{len(expected)}" in query.stdout.replace(" ", "")
+        status = wait_for(lambda: (s := http_json(master_json))["completedapps"] and s, 60, "the engine stopped")
+        assert any(a["name"] == "ecommerce_lake engine" for a in status["completedapps"]), status
 
 
-def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, landing_data):
-    """Production instance (docker/dagster.prod.yaml: PostgreSQL storage, queued runs, every run launched into
-    the Spark run worker), with the webserver, the daemon, the code server and the run worker as separate
-    processes: a new batch is picked up by the landing sensor, ingested, and declarative automation refreshes
-    the refined tables, the sales among them. Every run executes in the one worker process (one JVM)."""
+def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, landing_data, engine, settings):
+    """Production instance (docker/dagster.prod.yaml: PostgreSQL storage, queued runs, Dagster's default run
+    launcher), with the webserver, the daemon and the code server as separate processes and the engine beside
+    them: a new batch is picked up by the landing sensor, ingested, and declarative automation refreshes the
+    refined tables, the sales among them. Every run is a light process of its own and a client of the one
+    engine (no JVM of its own)."""
     import shutil
 
     import dagster as dg
@@ -163,19 +186,14 @@ def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, lan
     dagster_home.mkdir()
     shutil.copy(REPO / "docker" / "dagster.prod.yaml", dagster_home / "dagster.yaml")
     with postgres(tmp_path / "pg") as pg_env:
-        code_port, web_port, worker_port = free_port(), free_port(), free_port()
-        worker_url = f"http://127.0.0.1:{worker_port}"
+        code_port, web_port = free_port(), free_port()
         env = {**pg_env, "DAGSTER_HOME": str(dagster_home), "DAGSTER_CODE_HOST": "127.0.0.1",
                "DAGSTER_CODE_PORT": str(code_port), "ECOMMERCE_LAKE_HOME": str(tmp_path / "home"),
                "ECOMMERCE_LAKE_LANDING": str(landing), "ECOMMERCE_LAKE_PSEUDONYM_KEY": KEY,
-               "ECOMMERCE_LAKE_RUN_WORKER_URL": worker_url}
+               "ECOMMERCE_LAKE_SPARK_REMOTE": settings.spark_remote}
         workspace = str(REPO / "docker" / "workspace.prod.yaml")
         with process([str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port),
-                      "-m", "ecommerce_lake.definitions"], tmp_path / "code.log", env=env) as code, \
-                process([str(BIN / "ecommerce-lake"), "worker", "--port", str(worker_port)], tmp_path / "worker.log",
-                        env=env) as worker:
-            health = wait_for(lambda: http_json(f"{worker_url}/health"), 120, "run worker", worker,
-                              tmp_path / "worker.log")
+                      "-m", "ecommerce_lake.definitions"], tmp_path / "code.log", env=env) as code:
             wait_for(lambda: subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port)],
                                             capture_output=True, env={**os.environ, **env}).returncode == 0,
                      180, "code server", code, tmp_path / "code.log")
@@ -207,19 +225,14 @@ def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, lan
                     tags = instance.get_run_by_id(orders.run_id).tags
                     assert tags.get("dagster/from_automation_condition") == "true", tags
                     assert "ecommerce_lake/batch_id" not in tags
-                    # the materialization comes before the run's checks: wait for the run to end in the worker
-                    wait_for(lambda: http_json(f"{worker_url}/runs/{orders.run_id}")["state"] == "finished", 600,
-                             "the refined sales run finished in the worker", worker, tmp_path / "worker.log")
+                    # the materialization comes before the step's checks: wait for the run to end
+                    wait_for(lambda: instance.get_run_by_id(orders.run_id).is_finished, 600,
+                             "the refined sales run finished", daemon, tmp_path / "daemon.log")
                     assert instance.get_run_by_id(orders.run_id).status == dg.DagsterRunStatus.SUCCESS
-                    # every run went to the one worker process: the launcher tagged it, and the worker counts it
-                    worker_runs = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.SUCCESS]
-                    assert len(worker_runs) >= 2
-                    assert {r.tags.get("ecommerce_lake/run_worker") for r in worker_runs} == {worker_url}
-                    # (a run is marked SUCCESS by its execution a moment before the worker counts it done)
-                    after = wait_for(lambda: (h := http_json(f"{worker_url}/health"))["runs_done"] >= len(
-                        worker_runs) and h, 60, "the worker counting the runs", worker, tmp_path / "worker.log")
-                    assert after["pid"] == health["pid"] == worker.pid
-                    assert after["spark_sessions_started"] == 1, after  # one JVM served every run
+                    # every run was a client of the one engine (the run's own tag, set when it connected)
+                    done = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.SUCCESS]
+                    assert len(done) >= 2
+                    assert {r.tags.get("ecommerce_lake/spark") for r in done} == {f"engine {settings.spark_remote}"}
                     liveness = subprocess.run([str(BIN / "dagster-daemon"), "liveness-check"], capture_output=True,
                                               env={**os.environ, **env}, text=True)
                     assert liveness.returncode == 0, liveness.stdout + liveness.stderr
@@ -239,8 +252,9 @@ def _run_failures(instance, runs) -> str:
 def test_compose_stack_references_only_files_and_commands_that_exist():
     compose = yaml.safe_load((REPO / "docker" / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "minio", "hive-metastore", "spark-master", "spark-worker", "code", "dagster-webserver",
-            "dagster-daemon"} <= set(services)
+    assert {"postgres", "minio", "hive-metastore", "spark-master", "spark-worker", "engine", "code",
+            "dagster-webserver", "dagster-daemon"} <= set(services)
+    assert "run-worker" not in services  # retired: the engine is the warm Spark of every run
     for name, service in services.items():
         if name != "minio-buckets":
             assert "healthcheck" in service, f"{name} has no health check"

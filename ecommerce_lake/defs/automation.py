@@ -32,7 +32,7 @@ class SensorSettingsResource(dg.ConfigurableResource):
 
 @dg.sensor(
     name="landing_sensor",
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     target=dg.AssetSelection.assets(*RAW_ALL),
     description="Requests one run per new complete landing batch (run key = batch id) for the raw assets and "
@@ -125,7 +125,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     "lake_automation",
     target=dg.AssetSelection.all() - dg.AssetSelection.assets(*RAW_ALL),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=15,
     description="Evaluates the assets' automation conditions: refreshes downstream partitions and tables after "
     "upstream updates whose blocking checks passed.",
 )

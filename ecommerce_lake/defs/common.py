@@ -1,6 +1,10 @@
-"""What every lake asset and table check shares: keys, metadata, owners, kinds and schema-driven checks."""
+"""What every lake asset and its checks share: keys, metadata, owners, kinds and schema-driven checks."""
 
-from collections.abc import Callable, Sequence
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,16 +38,52 @@ def asset_kwargs(schema: pa.DataFrameSchema, **extra_metadata: Any) -> dict[str,
         "description": schema.description,
         "metadata": asset_metadata(schema, **extra_metadata),
         "kinds": KINDS,
-        "owners": OWNERS[layer],
+        "owners": OWNERS.get(layer, ["team:data-platform"]),
     }
 
 
-def asset_out(schema: pa.DataFrameSchema, **extra_metadata: Any) -> dg.AssetOut:
+def asset_out(schema: pa.DataFrameSchema, kinds: set[str] | None = None, **extra_metadata: Any) -> dg.AssetOut:
+    """The output of a table in a (subsettable) multi-asset: not required, since a run may select some of a
+    step's tables, or only their checks."""
     kw = asset_kwargs(schema, **extra_metadata)
     return dg.AssetOut(
         key=kw["key"], group_name=kw["group_name"], description=kw["description"], metadata=kw["metadata"],
-        kinds=kw["kinds"], owners=kw["owners"],
+        kinds=kinds or kw["kinds"], owners=kw["owners"], is_required=False,
     )
+
+
+def table_asset(checks: TableChecks, *, kinds: set[str] | None = None, **extra_metadata: Any) -> dict[str, Any]:
+    """``@multi_asset`` arguments of one table with its checks (use with :func:`emit`): the asset is subsettable,
+    so a run may materialize it without its checks (``run --no-checks``) or evaluate its checks alone (the UI's
+    "Execute checks")."""
+    key = checks.key
+    return {"name": "__".join(key.path), "outs": {key.path[1]: asset_out(checks.schema, kinds, **extra_metadata)},
+            "check_specs": checks.specs, "can_subset": True}
+
+
+def selected(context: dg.AssetExecutionContext, *outputs: str) -> list[str]:
+    """Which of a step's ``outputs`` the run materializes (a subset when the run selected only some)."""
+    return [o for o in outputs if o in context.selected_output_names]
+
+
+def require_together(context: dg.AssetExecutionContext, outputs: Sequence[str], why: str) -> bool:
+    """For steps whose outputs must be written together (a batch is marked ingested only with every table of it):
+    True when they are selected, False when none is (a run of their checks alone), a clear error for a part."""
+    chosen = selected(context, *outputs)
+    if chosen and len(chosen) < len(outputs):
+        raise dg.Failure(f"{context.op_def.name} writes {', '.join(outputs)} together ({why}); the run selected only "
+                         f"{', '.join(chosen)}. Select all of them, or none to evaluate their checks alone.")
+    return bool(chosen)
+
+
+def emit(context: dg.AssetExecutionContext, lake: LakeResource, quality: QualityResource,
+         outputs: dict[str, Callable[[], Any]], checks: Sequence[TableChecks], **values: Any):
+    """The body of a table step: write each selected output (``outputs``: name -> a function computing it, called
+    only when selected), then evaluate the selected checks of ``checks`` on what was written."""
+    for name in selected(context, *outputs):
+        value = outputs[name]()
+        yield value if isinstance(value, dg.Output) else dg.Output(value, output_name=name)
+    yield from evaluate_checks(context, lake, quality, checks, **values)
 
 
 class QualityResource(dg.ConfigurableResource):
@@ -57,12 +97,14 @@ class QualityResource(dg.ConfigurableResource):
 
 @dataclass(frozen=True)
 class CheckEnv:
-    """What a table check function gets."""
+    """What a table check function gets: the step's context (the asset's own step: its output is already
+    written), the lake, the thresholds, and what the step knows already (``values``, e.g. a simulation's result)."""
 
-    context: dg.AssetCheckExecutionContext
+    context: dg.AssetExecutionContext
     lake: LakeResource
     quality: QualityResource
     held: list = field(default_factory=list)  # DataFrames kept for the step, released when its checks are done
+    values: dict = field(default_factory=dict)
 
     def scope(self, column: str) -> str | None:
         """Predicate on ``column`` selecting the partitions of this run (None outside a partitioned run)."""
@@ -73,28 +115,30 @@ class CheckEnv:
         where = self.scope(column) if column else None
         return self.lake.read(key, columns=columns, where=where)
 
-    def matching(self, table, keys, on: Sequence[str], column: str | None):
-        """``table`` restricted to rows whose ``on`` columns occur in ``keys``, when this run checks some
-        partitions of a table partitioned by ``column``; ``table`` unchanged otherwise. Use it where only those
-        rows can join with ``keys``: the keys of a few days are computed first, so Spark broadcasts them and
-        filters ``table`` as it reads it, instead of shuffling a whole table to join it with a few days."""
-        if self.scope(column) is None:
+    def matching(self, key: dg.AssetKey, keys, on: Sequence[str], column: str | None,
+                 columns: Sequence[str] | None = None):
+        """Table ``key`` (its ``columns``) restricted to rows whose ``on`` columns occur in ``keys``, when this run
+        checks some partitions of a table partitioned by ``column`` and table ``key`` is big; the whole table
+        otherwise. Use it where only those rows can join with ``keys``: the keys of a few days are computed first,
+        so Spark broadcasts them and filters the table as it reads it, instead of shuffling a whole table to join
+        it with a few days. A small table is joined whole: narrowing it would cost more Spark jobs than it saves."""
+        table = self.lake.read(key, columns=columns)
+        if self.scope(column) is None or self.lake.is_small(key):
             return table
         return semi_join_keys(table, keys, on, self.held)
 
 
 @dataclass(frozen=True)
 class ExtraCheck:
-    """A table-specific check evaluated in the table's check step, after the schema-derived checks."""
+    """A table-specific check evaluated in the table's step, after the schema-derived checks."""
 
     name: str
     description: str
     fn: Callable[[CheckEnv], dg.AssetCheckResult]
     blocking: bool = False
-    additional_deps: Sequence[dg.AssetKey] = ()
 
 
-def scope_predicate(context: dg.AssetCheckExecutionContext, partition_expr: str | None) -> str | None:
+def scope_predicate(context, partition_expr: str | None) -> str | None:
     """For a time-partitioned table checked in a partitioned run: the predicate selecting the run's partitions."""
     if not partition_expr or not context.has_partition_key_range:
         return None
@@ -103,92 +147,163 @@ def scope_predicate(context: dg.AssetCheckExecutionContext, partition_expr: str 
             f"{partition_expr} < '{window.end.date().isoformat()}')")
 
 
-def table_checks(
-    schema: pa.DataFrameSchema, blocking: bool, extra: Sequence[ExtraCheck] = (), partition_expr: str | None = None
-) -> dg.AssetChecksDefinition:
-    """Every check of one table, evaluated in one step (one pass over the table for the schema checks).
+class TableChecks:
+    """Every check of one table, declared on its asset (``check_specs``) and evaluated in the asset's own step,
+    right after the IO manager wrote it: no step (and no Spark session hand-over) of their own, and one pass over
+    the written rows for the schema checks.
 
     Schema-derived (from the pandera schema, blocking when ``blocking``):
     ``columns_match_schema`` (names and Spark types), ``not_null`` (non-nullable columns), ``unique_key``
     (the schema's ``unique`` key), ``value_rules`` (every column check); and ``row_count_change`` (warning:
     rows now against the previous evaluation). Then the table's ``extra`` checks.
 
-    For a time-partitioned table (``partition_expr``) checked in a partitioned run, the value rules look at the
+    For a time-partitioned table (``partition_expr``) written in a partitioned run, the value rules look at the
     run's partitions only (cost in proportion to the new data); key uniqueness still covers the whole table
-    (the rows of the whole table that share a key with the run's rows).
+    (the rows of the whole table that share a key with the run's rows). A blocking check that fails fails the
+    step once every check of it was evaluated: the table stays written (as before the check), and nothing
+    downstream runs.
     """
-    key = key_of(schema)
-    has_rules = any(c.checks for c in schema.columns.values())
-    severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
-    specs = [
-        dg.AssetCheckSpec("columns_match_schema", asset=key, blocking=blocking,
-                          description="Column names and types equal the table's pandera schema."),
-        dg.AssetCheckSpec("not_null", asset=key, blocking=blocking,
-                          description="Non-nullable columns of the schema hold no nulls."),
-    ]
-    if schema.unique:
-        specs.append(dg.AssetCheckSpec("unique_key", asset=key, blocking=blocking,
-                                       description=f"No two rows share the key ({', '.join(schema.unique)})."))
-    if has_rules:
-        specs.append(dg.AssetCheckSpec("value_rules", asset=key, blocking=blocking,
-                                       description="Every value satisfies the schema's column checks."))
-    specs.append(dg.AssetCheckSpec(
-        "row_count_change", asset=key, blocking=False,
-        description="Rows now against the previous evaluation; warns when the change exceeds the configured "
-                    "ratio (ECOMMERCE_LAKE_ROW_COUNT_CHANGE_WARN_RATIO)."))
-    for e in extra:
-        specs.append(dg.AssetCheckSpec(e.name, asset=key, blocking=e.blocking, description=e.description,
-                                       additional_deps=list(e.additional_deps)))
 
-    @dg.multi_asset_check(specs=specs, name=f"{key.path[0]}_{key.path[1]}_checks",
-                          description=f"Checks of {schema.name}.")
-    def _checks(context: dg.AssetCheckExecutionContext, lake: LakeResource, quality: QualityResource):
+    def __init__(self, schema: pa.DataFrameSchema, blocking: bool = True, extra: Sequence[ExtraCheck] = (),
+                 partition_expr: str | None = None):
+        self.schema, self.blocking, self.extra, self.partition_expr = schema, blocking, tuple(extra), partition_expr
+        self.key = key_of(schema)
+        self.has_rules = any(c.checks for c in schema.columns.values())
+        key = self.key
+        specs = [
+            dg.AssetCheckSpec("columns_match_schema", asset=key, blocking=blocking,
+                              description="Column names and types equal the table's pandera schema."),
+            dg.AssetCheckSpec("not_null", asset=key, blocking=blocking,
+                              description="Non-nullable columns of the schema hold no nulls."),
+        ]
+        if schema.unique:
+            specs.append(dg.AssetCheckSpec("unique_key", asset=key, blocking=blocking,
+                                           description=f"No two rows share the key ({', '.join(schema.unique)})."))
+        if self.has_rules:
+            specs.append(dg.AssetCheckSpec("value_rules", asset=key, blocking=blocking,
+                                           description="Every value satisfies the schema's column checks."))
+        specs.append(dg.AssetCheckSpec(
+            "row_count_change", asset=key, blocking=False,
+            description="Rows now against the previous evaluation; warns when the change exceeds the configured "
+                        "ratio (ECOMMERCE_LAKE_ROW_COUNT_CHANGE_WARN_RATIO)."))
+        for e in self.extra:
+            specs.append(dg.AssetCheckSpec(e.name, asset=key, blocking=e.blocking, description=e.description))
+        self.specs = specs
+
+    def _selected(self, context: dg.AssetExecutionContext) -> set[str]:
+        selected = context.selected_asset_check_keys
+        return {k.name for k in selected if k.asset_key == self.key}
+
+    def evaluate(self, context: dg.AssetExecutionContext, lake: LakeResource, quality: QualityResource,
+                 **values: Any) -> Iterator[dg.AssetCheckResult]:
+        """The results of this table's selected checks (none when the run deselected them: ``--no-checks``)."""
+        yield from evaluate_checks(context, lake, quality, [self], **values)
+
+    def tasks(self, context: dg.AssetExecutionContext, lake: LakeResource, quality: QualityResource,
+              values: dict) -> tuple[list[Callable[[], list[dg.AssetCheckResult]]], CheckEnv | None]:
+        """The selected checks as independent pieces of work (each a list of results): the schema checks (one
+        pass over the written rows), then each extra check. Their shared environment is released after all."""
+        wanted = self._selected(context)
+        if not wanted:
+            return [], None
+        key = self.key
+        if not lake.exists(key):  # nothing was ever written (e.g. no inventory snapshot delivered yet)
+            context.log.info(f"{self.schema.name}: no table yet (nothing written); its checks have nothing to check")
+            return [lambda: [dg.AssetCheckResult(check_name=name, asset_key=key, passed=True,
+                                                 metadata={"note": "no table yet: nothing has been written"})
+                             for name in sorted(wanted)]], None
+        env = CheckEnv(context, lake, quality, values=values)
+        work: list[Callable[[], list[dg.AssetCheckResult]]] = []
+        if wanted & {"columns_match_schema", "not_null", "unique_key", "value_rules", "row_count_change"}:
+            work.append(lambda: [r for r in self._schema_checks(context, lake, quality) if r.check_name in wanted])
+        for e in self.extra:
+            if e.name in wanted:
+                work.append(lambda e=e: [self._extra(e, env)])
+        return work, env
+
+    def _extra(self, e: ExtraCheck, env: CheckEnv) -> dg.AssetCheckResult:
+        result = e.fn(env)
+        return dg.AssetCheckResult(check_name=e.name, asset_key=self.key, passed=result.passed,
+                                   metadata=result.metadata,
+                                   severity=dg.AssetCheckSeverity.ERROR if e.blocking else dg.AssetCheckSeverity.WARN)
+
+    def _schema_checks(self, context: dg.AssetExecutionContext, lake: LakeResource,
+                       quality: QualityResource) -> list[dg.AssetCheckResult]:
+        schema, key = self.schema, self.key
+        severity = dg.AssetCheckSeverity.ERROR if self.blocking else dg.AssetCheckSeverity.WARN
         table = lake.read(key)
-        where = scope_predicate(context, partition_expr)
+        where = scope_predicate(context, self.partition_expr)
         df = table.where(where) if where else table
-        report = validate(df, schema, key_scope=table if where else None)
-        table_rows = table.count() if where else report.rows  # Delta answers count(*) from its log
-        yield dg.AssetCheckResult(
+        report = validate(df, schema, key_scope=table if where else None, narrow=not lake.is_small(key))
+        table_rows = (lake.row_count(key) or 0) if where else report.rows  # from the Delta log: no Spark job
+        results = [dg.AssetCheckResult(
             check_name="columns_match_schema", asset_key=key, passed=report.columns_ok, severity=severity,
             metadata={"problems": dg.MetadataValue.json(report.column_problems), "rows": report.rows,
                       "scope": where or "whole table"},
-        )
+        )]
         groups = {
             "not_null": [r for r in report.rules if r.rule.startswith("not_null:")],
             "unique_key": [r for r in report.rules if r.rule.startswith("unique_key:")],
             "value_rules": [r for r in report.rules if not r.rule.startswith(("not_null:", "unique_key:"))],
         }
-        for name, results in groups.items():
-            if name == "unique_key" and not schema.unique or name == "value_rules" and not has_rules:
+        for name, rules in groups.items():
+            if name == "unique_key" and not schema.unique or name == "value_rules" and not self.has_rules:
                 continue
-            failing = [r for r in results if not r.passed]
+            failing = [r for r in rules if not r.passed]
             metadata: dict[str, Any] = {
                 "rows": report.rows,
                 "failing_rows": sum(r.failures for r in failing),
-                "rules_evaluated": len(results),
+                "rules_evaluated": len(rules),
             }
             for r in failing[:20]:
                 metadata[f"failed/{r.rule}"] = r.failures
                 metadata[f"sample/{r.rule}"] = dg.MetadataValue.json(r.samples)
-            yield dg.AssetCheckResult(check_name=name, asset_key=key, passed=not failing, severity=severity,
-                                      metadata=metadata)
-        yield _row_count_change(context, key, table_rows, quality.row_count_change_warn_ratio)
-        env = CheckEnv(context, lake, quality)
-        try:
-            for e in extra:
-                result = e.fn(env)
-                yield dg.AssetCheckResult(
-                    check_name=e.name, asset_key=key, passed=result.passed, metadata=result.metadata,
-                    severity=dg.AssetCheckSeverity.ERROR if e.blocking else dg.AssetCheckSeverity.WARN,
-                )
-        finally:
-            release(env.held)
+            results.append(dg.AssetCheckResult(check_name=name, asset_key=key, passed=not failing,
+                                               severity=severity, metadata=metadata))
+        results.append(_row_count_change(context, key, table_rows, quality.row_count_change_warn_ratio))
+        return results
 
-    return _checks
+
+CHECK_THREADS = 4  # checks of a step evaluated at once: each is a few small Spark queries, latency-bound
+
+
+def evaluate_checks(context: dg.AssetExecutionContext, lake: LakeResource, quality: QualityResource,
+                    checks: Sequence[TableChecks], **values: Any) -> Iterator[dg.AssetCheckResult]:
+    """Every selected check of ``checks`` (tables written by this step), evaluated concurrently: on small data a
+    check is a few Spark queries that wait on planning more than they compute, so several in flight keep the
+    engine busy. Results are yielded table by table, in declaration order."""
+    started = time.monotonic()
+    plans = [(c, *c.tasks(context, lake, quality, values)) for c in checks]
+    work = [(i, fn) for i, (_, fns, _) in enumerate(plans) for fn in fns]
+    if not work:
+        return
+    results: dict[int, list[dg.AssetCheckResult]] = {i: [] for i in range(len(plans))}
+    try:
+        if len(work) == 1:
+            results[work[0][0]] = work[0][1]()
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=CHECK_THREADS,
+                                                       thread_name_prefix="checks") as pool:
+                futures = [(i, pool.submit(fn)) for i, fn in work]
+                for i, future in futures:
+                    results[i].extend(future.result())
+    finally:
+        for _, _, env in plans:
+            if env is not None:
+                release(env.held)
+    for i, (c, _, _) in enumerate(plans):
+        order = {spec.name: n for n, spec in enumerate(c.specs)}
+        table_results = sorted(results[i], key=lambda r: order.get(r.check_name, len(order)))
+        failed = [r.check_name for r in table_results if not r.passed]
+        if table_results:
+            context.log.info(f"{c.schema.name}: {len(table_results)} checks"
+                             + (f"; not passing: {', '.join(failed)}" if failed else ", all passed"))
+        yield from table_results
+    context.log.info(f"checks of {len(plans)} table(s) in {time.monotonic() - started:.1f} s")
 
 
 def _row_count_change(
-    context: dg.AssetCheckExecutionContext, key: dg.AssetKey, rows: int, warn_ratio: float
+    context: dg.AssetExecutionContext, key: dg.AssetKey, rows: int, warn_ratio: float
 ) -> dg.AssetCheckResult:
     """Compare with the row count recorded by the previous evaluation of this check (no Spark work)."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status

@@ -5,71 +5,19 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ecommerce_lake.defs.conditions import with_automation
-from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_kwargs, key_of, table_checks
+from ecommerce_lake.defs.common import (
+    CheckEnv, ExtraCheck, QualityResource, TableChecks, emit, key_of, table_asset,
+)
 from ecommerce_lake.defs.refined import REFINED_KEYS
 from ecommerce_lake.logic import curate
 from ecommerce_lake.partitions import DAILY, SINGLE_RUN
+from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.schemas import curated as schemas
 
 CURATED_KEYS = {s.name.split(".")[1]: key_of(s) for s in schemas.ALL}
 FACT = CURATED_KEYS["fact_sales"]
 DAILY_SALES = CURATED_KEYS["daily_sales"]
 PARTITION_COLUMN = {"fact_sales": "order_date", "daily_sales": "order_date", "customer_orders": "order_date"}
-
-
-def _in(key: dg.AssetKey, *columns: str) -> dg.AssetIn:
-    return dg.AssetIn(key=key, metadata={"columns": list(columns)} if columns else None)
-
-
-DAILY_KW = {"partitions_def": DAILY, "backfill_policy": SINGLE_RUN}
-
-
-@dg.asset(
-    **asset_kwargs(schemas.fact_sales, partition_expr="order_date"),
-    **DAILY_KW,
-    ins={
-        "order_items": _in(REFINED_KEYS["order_items"], "order_id", "line_number", "product_id", "quantity",
-                           "unit_price_kes", "discount_kes"),
-        "orders": _in(REFINED_KEYS["orders"], "order_id", "order_date", "status", "county_code", "county_name",
-                      "customer_pseudonym", "payment_method", "channel"),
-        "products": _in(REFINED_KEYS["products"], "product_id", "category", "unit_cost_kes"),
-    },
-)
-def fact_sales(order_items: DataFrame, orders: DataFrame, products: DataFrame) -> DataFrame:
-    return curate.fact_sales(order_items, orders, products)
-
-
-@dg.asset(**asset_kwargs(schemas.daily_sales, partition_expr="order_date"), **DAILY_KW, ins={"fact": _in(FACT)})
-def daily_sales(fact: DataFrame) -> DataFrame:
-    return curate.daily_sales(fact)
-
-
-@dg.asset(**asset_kwargs(schemas.customer_orders, partition_expr="order_date"), **DAILY_KW, ins={"fact": _in(FACT)})
-def customer_orders(fact: DataFrame) -> DataFrame:
-    return curate.customer_orders(fact)
-
-
-@dg.asset(**asset_kwargs(schemas.county_monthly_kpis),
-          ins={"orders": _in(CURATED_KEYS["customer_orders"]), "counties": _in(REFINED_KEYS["counties"])})
-def county_monthly_kpis(orders: DataFrame, counties: DataFrame) -> DataFrame:
-    return curate.county_monthly_kpis(orders, counties)
-
-
-@dg.asset(**asset_kwargs(schemas.category_share_by_county), ins={"daily": _in(DAILY_SALES)})
-def category_share_by_county(daily: DataFrame) -> DataFrame:
-    return curate.category_share_by_county(daily)
-
-
-@dg.asset(**asset_kwargs(schemas.top_products_by_county, zorder_by=["county_code"]),
-          ins={"daily": _in(DAILY_SALES), "products": _in(REFINED_KEYS["products"], "product_id", "product_name")})
-def top_products_by_county(daily: DataFrame, products: DataFrame) -> DataFrame:
-    return curate.top_products_by_county(daily, products)
-
-
-@dg.asset(**asset_kwargs(schemas.product_performance),
-          ins={"daily": _in(DAILY_SALES), "products": _in(REFINED_KEYS["products"])})
-def product_performance(daily: DataFrame, products: DataFrame) -> DataFrame:
-    return curate.product_performance(daily, products)
 
 
 # ---- checks -------------------------------------------------------------------------------------------
@@ -149,7 +97,7 @@ def _reconciles_with(table: str, source: str, known_counties_only: bool) -> Extr
         f"reconciles_with_{source}",
         f"Total net revenue of {table} equals {source}"
         + (" without the Unknown county" if known_counties_only else "") + ", to the cent.",
-        fn, blocking=True, additional_deps=[source_key],
+        fn, blocking=True,
     )
 
 
@@ -171,8 +119,7 @@ EXTRA = {
         ExtraCheck("reconciles_with_refined",
                    "fact_sales net revenue and line count equal refined sold-line revenue (to the cent) and count, "
                    "computed in SQL straight from refined order_items and orders (for the run's days).",
-                   _reconciles_with_refined, blocking=True,
-                   additional_deps=[REFINED_KEYS["order_items"], REFINED_KEYS["orders"]]),
+                   _reconciles_with_refined, blocking=True),
         ExtraCheck("unknown_county_share", "Share of sold net revenue whose county is Unknown, in the run's days "
                    "(the whole table in a full run); warns above the threshold "
                    "ECOMMERCE_LAKE_UNKNOWN_COUNTY_WARN_SHARE.", _unknown_county_share),
@@ -183,17 +130,91 @@ EXTRA = {
     "category_share_by_county": [_reconciles_with("category_share_by_county", "daily_sales", known_counties_only=True)],
     "top_products_by_county": [
         ExtraCheck("ten_per_county", "Each known county has min(10, products it sold) rows with distinct ranks.",
-                   _ten_per_county, blocking=True, additional_deps=[DAILY_SALES]),
+                   _ten_per_county, blocking=True),
     ],
     "product_performance": [_reconciles_with("product_performance", "daily_sales", known_counties_only=False)],
 }
 
-ASSETS = with_automation([fact_sales, daily_sales, customer_orders, county_monthly_kpis, category_share_by_county,
-          top_products_by_county, product_performance])
-CHECKS = [
-    table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ()),
-                 partition_expr=PARTITION_COLUMN.get(s.name.split(".")[1]))
-    for s in schemas.ALL
-]
+CHECKS = {s.name.split(".")[1]: TableChecks(s, extra=EXTRA.get(s.name.split(".")[1], ()),
+                                             partition_expr=PARTITION_COLUMN.get(s.name.split(".")[1]))
+          for s in schemas.ALL}
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS)
+
+def _in(key: dg.AssetKey, *columns: str) -> dg.AssetIn:
+    return dg.AssetIn(key=key, metadata={"columns": list(columns)} if columns else None)
+
+
+def _kw(table: str, **extra_metadata) -> dict:
+    """``@multi_asset`` arguments of a curated table: its schema's key, docs and metadata, its checks, its
+    partitions."""
+    kw = table_asset(CHECKS[table], **extra_metadata)
+    if table in PARTITION_COLUMN:
+        kw.update(partitions_def=DAILY, backfill_policy=SINGLE_RUN)
+    return kw
+
+
+def _emit(table: str, context, lake, quality, compute):
+    return emit(context, lake, quality, {table: compute}, [CHECKS[table]])
+
+
+@dg.multi_asset(
+    **_kw("fact_sales", partition_expr="order_date"),
+    ins={
+        "order_items": _in(REFINED_KEYS["order_items"], "order_id", "line_number", "product_id", "quantity",
+                           "unit_price_kes", "discount_kes"),
+        "orders": _in(REFINED_KEYS["orders"], "order_id", "order_date", "status", "county_code", "county_name",
+                      "customer_pseudonym", "payment_method", "channel"),
+        "products": _in(REFINED_KEYS["products"], "product_id", "category", "unit_cost_kes"),
+    },
+)
+def fact_sales(context: dg.AssetExecutionContext, order_items: DataFrame, orders: DataFrame, products: DataFrame,
+               lake: LakeResource, quality: QualityResource):
+    yield from _emit("fact_sales", context, lake, quality, lambda: curate.fact_sales(order_items, orders, products))
+
+
+@dg.multi_asset(**_kw("daily_sales", partition_expr="order_date"), ins={"fact": _in(FACT)})
+def daily_sales(context: dg.AssetExecutionContext, fact: DataFrame, lake: LakeResource, quality: QualityResource):
+    yield from _emit("daily_sales", context, lake, quality, lambda: curate.daily_sales(fact))
+
+
+@dg.multi_asset(**_kw("customer_orders", partition_expr="order_date"), ins={"fact": _in(FACT)})
+def customer_orders(context: dg.AssetExecutionContext, fact: DataFrame, lake: LakeResource,
+                    quality: QualityResource):
+    yield from _emit("customer_orders", context, lake, quality, lambda: curate.customer_orders(fact))
+
+
+@dg.multi_asset(**_kw("county_monthly_kpis"),
+                ins={"orders": _in(CURATED_KEYS["customer_orders"]), "counties": _in(REFINED_KEYS["counties"])})
+def county_monthly_kpis(context: dg.AssetExecutionContext, orders: DataFrame, counties: DataFrame,
+                        lake: LakeResource, quality: QualityResource):
+    yield from _emit("county_monthly_kpis", context, lake, quality,
+                     lambda: curate.county_monthly_kpis(orders, counties))
+
+
+@dg.multi_asset(**_kw("category_share_by_county"), ins={"daily": _in(DAILY_SALES)})
+def category_share_by_county(context: dg.AssetExecutionContext, daily: DataFrame, lake: LakeResource,
+                             quality: QualityResource):
+    yield from _emit("category_share_by_county", context, lake, quality,
+                     lambda: curate.category_share_by_county(daily))
+
+
+@dg.multi_asset(**_kw("top_products_by_county", zorder_by=["county_code"]),
+                ins={"daily": _in(DAILY_SALES),
+                     "products": _in(REFINED_KEYS["products"], "product_id", "product_name")})
+def top_products_by_county(context: dg.AssetExecutionContext, daily: DataFrame, products: DataFrame,
+                           lake: LakeResource, quality: QualityResource):
+    yield from _emit("top_products_by_county", context, lake, quality,
+                     lambda: curate.top_products_by_county(daily, products))
+
+
+@dg.multi_asset(**_kw("product_performance"),
+                ins={"daily": _in(DAILY_SALES), "products": _in(REFINED_KEYS["products"])})
+def product_performance(context: dg.AssetExecutionContext, daily: DataFrame, products: DataFrame,
+                        lake: LakeResource, quality: QualityResource):
+    yield from _emit("product_performance", context, lake, quality,
+                     lambda: curate.product_performance(daily, products))
+
+
+ASSETS = with_automation([fact_sales, daily_sales, customer_orders, county_monthly_kpis, category_share_by_county,
+                          top_products_by_county, product_performance])
+defs = dg.Definitions(assets=ASSETS)

@@ -7,12 +7,13 @@ import time
 
 import dagster as dg
 
-from ecommerce_lake.defs.common import asset_kwargs, key_of, table_checks
+from ecommerce_lake.defs.common import QualityResource, TableChecks, emit, key_of, table_asset
 from ecommerce_lake.defs.conditions import cron_condition
 from ecommerce_lake.platform.lake import LakeResource, catalog_name
 from ecommerce_lake.schemas import ops as schemas
 
 MAINTENANCE_KEY = key_of(schemas.delta_maintenance)
+CHECKS = TableChecks(schemas.delta_maintenance)
 MIN_RETENTION_HOURS = 168
 
 
@@ -23,32 +24,26 @@ class MaintenanceConfig(dg.ConfigurableResource):
 
 
 def _file_sizes(spark, paths: list[str]) -> int:
-    """Sum of the sizes of ``paths`` through Hadoop's FileSystem (local disk and S3A alike)."""
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    total = 0
-    for p in paths:
-        path = jvm.org.apache.hadoop.fs.Path(p)
-        try:
-            total += int(path.getFileSystem(conf).getFileStatus(path).getLen())
-        except Exception:  # noqa: BLE001 - gone in between: nothing to count
-            continue
-    return total
+    """Sum of the sizes of ``paths`` (local disk and S3A alike), read by Spark's binaryFile source: it lists
+    the files' lengths without reading their content."""
+    if not paths:
+        return 0
+    from pyspark.sql import functions as F
+
+    total = spark.read.format("binaryFile").load(paths).select(F.sum("length")).collect()[0][0]
+    return int(total or 0)
 
 
 def maintain_table(lake: LakeResource, key: dg.AssetKey, zorder_by: list[str], retention_hours: int) -> dict:
-    from delta.tables import DeltaTable
-
     spark = lake.session()
-    uri = lake.table_uri(key)
     started = time.monotonic()
-    files_before = int(spark.sql(f"DESCRIBE DETAIL delta.`{uri}`").collect()[0]["numFiles"])
+    files_before = int(lake.detail(key)["numFiles"])
     metrics = lake.optimize(key, zorder_by=zorder_by)
     removed = metrics.get("filesRemoved") or {}
-    doomed = [r[0] for r in spark.sql(f"VACUUM delta.`{uri}` RETAIN {retention_hours} HOURS DRY RUN").collect()]
+    doomed = lake.vacuum(key, retention_hours, dry_run=True)
     doomed_bytes = _file_sizes(spark, doomed)
-    DeltaTable.forPath(spark, uri).vacuum(float(retention_hours))
-    files_after = int(spark.sql(f"DESCRIBE DETAIL delta.`{uri}`").collect()[0]["numFiles"])
+    lake.vacuum(key, retention_hours)
+    files_after = int(lake.detail(key)["numFiles"])
     return {
         "table_name": catalog_name(key),
         "zorder_by": list(zorder_by),
@@ -73,10 +68,13 @@ def build_maintenance(assets: list[dg.AssetsDefinition]) -> dg.Definitions:
             if spec.key.path[0] in ("raw", "refined", "curated", "ml") and len(spec.key.path) == 2:
                 tables[spec.key] = list((spec.metadata or {}).get("zorder_by") or [])
 
-    @dg.asset(**asset_kwargs(schemas.delta_maintenance),
-              automation_condition=cron_condition("30 1 * * *", "daily maintenance at 01:30 Nairobi"),
-              deps=sorted(tables, key=lambda k: k.to_user_string()))
-    def delta_maintenance(context: dg.AssetExecutionContext, lake: LakeResource, maintenance: MaintenanceConfig):
+    @dg.multi_asset(**table_asset(CHECKS), deps=sorted(tables, key=lambda k: k.to_user_string()))
+    def delta_maintenance(context: dg.AssetExecutionContext, lake: LakeResource, maintenance: MaintenanceConfig,
+                          quality: QualityResource):
+        yield from emit(context, lake, quality, {"delta_maintenance": lambda: _maintain(context, lake, maintenance)},
+                        [CHECKS])
+
+    def _maintain(context: dg.AssetExecutionContext, lake: LakeResource, maintenance: MaintenanceConfig):
         if maintenance.retention_hours < MIN_RETENTION_HOURS:
             raise dg.Failure(f"VACUUM retention {maintenance.retention_hours} h is below the safe minimum of "
                              f"{MIN_RETENTION_HOURS} h (ECOMMERCE_LAKE_VACUUM_RETENTION_HOURS)")
@@ -94,7 +92,7 @@ def build_maintenance(assets: list[dg.AssetsDefinition]) -> dg.Definitions:
         from ecommerce_lake.platform.schema_meta import conform, struct_type
 
         df = spark.createDataFrame(rows, struct_type(schemas.delta_maintenance))
-        context.add_output_metadata({
+        return dg.Output(conform(df, schemas.delta_maintenance), output_name="delta_maintenance", metadata={
             "tables": len(rows),
             "maintenance/files_compacted": sum(r["files_compacted"] for r in rows),
             "maintenance/bytes_compacted": sum(r["bytes_compacted"] for r in rows),
@@ -104,6 +102,7 @@ def build_maintenance(assets: list[dg.AssetsDefinition]) -> dg.Definitions:
             "maintenance/files_after": sum(r["files_after"] for r in rows),
             "retention_hours": maintenance.retention_hours,
         })
-        return conform(df, schemas.delta_maintenance)
 
-    return dg.Definitions(assets=[delta_maintenance], asset_checks=[table_checks(schemas.delta_maintenance, blocking=True)])
+    condition = cron_condition("30 1 * * *", "daily maintenance at 01:30 Nairobi")
+    return dg.Definitions(assets=[delta_maintenance.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=condition))])

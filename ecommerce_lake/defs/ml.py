@@ -6,11 +6,12 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_kwargs, key_of, table_checks
+from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, QualityResource, TableChecks, emit, key_of, table_asset
 from ecommerce_lake.defs.conditions import cron_condition
 from ecommerce_lake.defs.curated import CURATED_KEYS
 from ecommerce_lake.defs.refined import REFINED_KEYS
 from ecommerce_lake.logic import segments
+from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.schemas import ml as schemas
 
 ML_KEYS = {s.name.split(".")[1]: key_of(s) for s in schemas.ALL}
@@ -21,44 +22,6 @@ class SegmentationConfig(dg.ConfigurableResource):
     """ECOMMERCE_LAKE_RFM_AS_OF: the day RFM is computed for (YYYY-MM-DD; default: the latest order date)."""
 
     as_of: str = ""
-
-
-def _ml_kwargs(schema, **extra) -> dict:
-    kw = asset_kwargs(schema, **extra)
-    kw.update(automation_condition=DAILY_SCORING)
-    return kw
-
-
-@dg.asset(**_ml_kwargs(schemas.rfm_scores, segment_rules=dg.MetadataValue.md(segments.rules_markdown())),
-          ins={"orders": dg.AssetIn(CURATED_KEYS["customer_orders"])})
-def rfm_scores(context: dg.AssetExecutionContext, orders: DataFrame, segmentation: SegmentationConfig) -> DataFrame:
-    as_of = dt.date.fromisoformat(segmentation.as_of) if segmentation.as_of else segments.latest_order_date(orders)
-    if as_of is None:
-        raise dg.Failure("curated.customer_orders holds no sold order: nothing to score")
-    context.log.info(f"RFM as of {as_of}")
-    context.add_output_metadata({"as_of": str(as_of), "segment_rules": dg.MetadataValue.md(segments.rules_markdown())})
-    return segments.rfm_scores(orders, as_of)
-
-
-@dg.asset(**_ml_kwargs(schemas.customer_clusters), ins={"rfm": dg.AssetIn(ML_KEYS["rfm_scores"])})
-def customer_clusters(context: dg.AssetExecutionContext, rfm: DataFrame) -> DataFrame:
-    result = segments.customer_clusters(rfm)
-    centroids = "\n".join(
-        f"| {c['cluster_id']} | {c['label']} | {c['recency_days']:.0f} | {c['frequency']:.2f} | {c['monetary_kes']:,.0f} |"
-        for c in result.centroids)
-    context.add_output_metadata({
-        "k": result.k,
-        **{f"silhouette/k={k}": dg.MetadataValue.float(round(v, 4)) for k, v in result.silhouettes.items()},
-        "centroids": dg.MetadataValue.md("| cluster | label | recency (days) | frequency | monetary (KES) |\n"
-                                         "|---|---|---|---|---|\n" + centroids),
-    })
-    return result.clusters
-
-
-@dg.asset(**_ml_kwargs(schemas.segment_summary),
-          ins={"rfm": dg.AssetIn(ML_KEYS["rfm_scores"]), "counties": dg.AssetIn(REFINED_KEYS["counties"])})
-def segment_summary(rfm: DataFrame, counties: DataFrame) -> DataFrame:
-    return segments.segment_summary(rfm, counties)
 
 
 # ---- checks -------------------------------------------------------------------------------------------
@@ -85,8 +48,7 @@ def _one_row_per_customer(key: dg.AssetKey, what: str) -> ExtraCheck:
         )
 
     return ExtraCheck(f"every_customer_has_one_{what}",
-                      f"Every customer with a sold order (up to as_of) has exactly one {what}.", fn, blocking=True,
-                      additional_deps=[CURATED_KEYS["customer_orders"]])
+                      f"Every customer with a sold order (up to as_of) has exactly one {what}.", fn, blocking=True)
 
 
 def _segment_changes(env: CheckEnv) -> dg.AssetCheckResult:
@@ -121,7 +83,56 @@ EXTRA = {
     "customer_clusters": [_one_row_per_customer(ML_KEYS["customer_clusters"], "cluster")],
 }
 
-ASSETS = [rfm_scores, customer_clusters, segment_summary]
-CHECKS = [table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ())) for s in schemas.SEGMENTATION]
+CHECKS = {s.name.split(".")[1]: TableChecks(s, extra=EXTRA.get(s.name.split(".")[1], ()))
+          for s in schemas.SEGMENTATION}
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS)
+
+def _kw(table: str, **extra) -> dict:
+    return table_asset(CHECKS[table], **extra)
+
+
+@dg.multi_asset(**_kw("rfm_scores", segment_rules=dg.MetadataValue.md(segments.rules_markdown())),
+                ins={"orders": dg.AssetIn(CURATED_KEYS["customer_orders"])})
+def rfm_scores(context: dg.AssetExecutionContext, orders: DataFrame, segmentation: SegmentationConfig,
+               lake: LakeResource, quality: QualityResource):
+    def compute():
+        as_of = (dt.date.fromisoformat(segmentation.as_of) if segmentation.as_of
+                 else segments.latest_order_date(orders))
+        if as_of is None:
+            raise dg.Failure("curated.customer_orders holds no sold order: nothing to score")
+        context.log.info(f"RFM as of {as_of}")
+        return dg.Output(segments.rfm_scores(orders, as_of), output_name="rfm_scores", metadata={
+            "as_of": str(as_of), "segment_rules": dg.MetadataValue.md(segments.rules_markdown())})
+
+    yield from emit(context, lake, quality, {"rfm_scores": compute}, [CHECKS["rfm_scores"]])
+
+
+@dg.multi_asset(**_kw("customer_clusters"), ins={"rfm": dg.AssetIn(ML_KEYS["rfm_scores"])})
+def customer_clusters(context: dg.AssetExecutionContext, rfm: DataFrame, lake: LakeResource,
+                      quality: QualityResource):
+    def compute():
+        result = segments.customer_clusters(rfm)
+        centroids = "\n".join(
+            f"| {c['cluster_id']} | {c['label']} | {c['recency_days']:.0f} | {c['frequency']:.2f} | "
+            f"{c['monetary_kes']:,.0f} |" for c in result.centroids)
+        return dg.Output(result.clusters, output_name="customer_clusters", metadata={
+            "k": result.k,
+            **{f"silhouette/k={k}": dg.MetadataValue.float(round(v, 4)) for k, v in result.silhouettes.items()},
+            "centroids": dg.MetadataValue.md("| cluster | label | recency (days) | frequency | monetary (KES) |\n"
+                                             "|---|---|---|---|---|\n" + centroids),
+        })
+
+    yield from emit(context, lake, quality, {"customer_clusters": compute}, [CHECKS["customer_clusters"]])
+
+
+@dg.multi_asset(**_kw("segment_summary"),
+                ins={"rfm": dg.AssetIn(ML_KEYS["rfm_scores"]), "counties": dg.AssetIn(REFINED_KEYS["counties"])})
+def segment_summary(context: dg.AssetExecutionContext, rfm: DataFrame, counties: DataFrame, lake: LakeResource,
+                    quality: QualityResource):
+    yield from emit(context, lake, quality, {"segment_summary": lambda: segments.segment_summary(rfm, counties)},
+                    [CHECKS["segment_summary"]])
+
+
+ASSETS = [a.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=DAILY_SCORING))
+          for a in (rfm_scores, customer_clusters, segment_summary)]
+defs = dg.Definitions(assets=ASSETS)

@@ -15,7 +15,9 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from ecommerce_lake.contract import BY_NAME, LANDING_FILES
-from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_out, key_of, table_checks
+from ecommerce_lake.defs.common import (
+    CheckEnv, ExtraCheck, QualityResource, TableChecks, evaluate_checks, asset_out, key_of, require_together,
+)
 from ecommerce_lake.logic.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw
 from ecommerce_lake.logic.plan import read_rows
 from ecommerce_lake.partitions import BATCH_TAG, DAILY, PARTITIONS_START, SINGLE_RUN, nairobi_today
@@ -30,6 +32,34 @@ RAW_KEYS = {spec.name: key_of(schemas.TABLES[spec.name]) for spec in LANDING_FIL
 SALES = ("orders", "order_items", "payments")
 BATCH_TABLES = ("customers", "products", "inventory")
 INGEST_POOL = "ecommerce_lake_ingest"  # one ingestion at a time: batches are appended in id order
+
+
+def _no_rejected_batches(env: CheckEnv) -> dg.AssetCheckResult:
+    log = env.lake.read(BATCH_LOG_KEY)
+    latest = log.agg(F.max("ingested_at")).collect()[0][0]
+    rows = log.where(F.col("status") == "rejected").select("batch_id", "reason", "ingested_at").collect()
+    rejected = sorted((r["batch_id"], r["reason"]) for r in rows if r["ingested_at"] == latest)
+    return dg.AssetCheckResult(
+        passed=not rejected,
+        metadata={
+            "rejected_in_latest_ingestion": len(rejected),
+            "rejected_all_time": len(rows),
+            "batches": dg.MetadataValue.json([{"batch_id": b, "reason": r} for b, r in rejected[:50]]),
+        },
+    )
+
+
+NO_REJECTED_BATCHES = ExtraCheck(
+    "no_rejected_batches",
+    "Warns when the latest ingestion rejected a batch; the metadata names each batch and why.",
+    _no_rejected_batches,
+)
+
+CHECKS = {
+    **{name: TableChecks(schemas.TABLES[name]) for name in BATCH_TABLES},
+    **{name: TableChecks(schemas.TABLES[name], partition_expr=DAY_COLUMNS[name]) for name in SALES},
+    "batch_log": TableChecks(schemas.batch_log, extra=[NO_REJECTED_BATCHES]),
+}
 
 
 def _selected_plan(context, landing: LandingResource, lake: LakeResource):
@@ -52,10 +82,19 @@ def _ingested_at() -> dt.datetime:
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
     pool=INGEST_POOL,
+    check_specs=[spec for name in SALES for spec in CHECKS[name].specs],
+    can_subset=True,
     description="Append the orders, order lines and payments of new landing batches to the day partitions "
     "they belong to (raw.orders, raw.order_items, raw.payments). Re-ingesting a batch changes nothing.",
 )
-def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
+def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource,
+                     quality: QualityResource):
+    if require_together(context, SALES, "a batch's sales rows go in together"):
+        yield from _ingest_sales(context, landing, lake)
+    yield from evaluate_checks(context, lake, quality, [CHECKS[name] for name in SALES])
+
+
+def _ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
     spark = lake.session()
     plan, only = _selected_plan(context, landing, lake)
     accepted = plan.accepted
@@ -71,7 +110,8 @@ def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource
         # the order ids the new lines refer to, computed first: Spark broadcasts them, and their range lets Delta
         # read only the files of raw.orders that can hold them (ids are issued in sequence)
         referenced = kept_keys(raw["order_items"].select(F.trim("order_id").alias("__ref_oid"))
-                               .where("__ref_oid IS NOT NULL AND __ref_oid != ''").distinct(), "__ref_oid", held)
+                               .where("__ref_oid IS NOT NULL AND __ref_oid != ''").distinct(), "__ref_oid", held,
+                               narrow=not lake.is_small(RAW_KEYS["orders"]))
         existing = lake.read(RAW_KEYS["orders"], columns=["order_id", "_batch_id", "_row_number", "_order_date"])
         existing = referenced.narrow(existing, "order_id", trimmed=True).join(
             referenced.df, F.trim(F.col("order_id")) == F.col("__ref_oid"), "left_semi")
@@ -114,11 +154,21 @@ def _refuse_rows_outside(tables: dict, window: dg.TimeWindow, keys: dg.Partition
     },
     deps=[RAW_KEYS[name] for name in SALES],
     pool=INGEST_POOL,
+    check_specs=[spec for name in (*BATCH_TABLES, "batch_log") for spec in CHECKS[name].specs],
+    can_subset=True,
     description="Append customers, products and inventory snapshots of new landing batches, then record every new complete batch in "
     "raw.batch_log – accepted, or rejected whole with the reason. Batches already in the batch log are never "
     "read again; incomplete batches (no _SUCCESS yet) are skipped.",
 )
-def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
+def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource,
+               quality: QualityResource):
+    if require_together(context, (*BATCH_TABLES, "batch_log"),
+                        "raw.batch_log marks a batch ingested only with every table of it"):
+        yield from _ingest_batches(context, landing, lake)
+    yield from evaluate_checks(context, lake, quality, [CHECKS[name] for name in (*BATCH_TABLES, "batch_log")])
+
+
+def _ingest_batches(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
     spark = lake.session()
     plan, only = _selected_plan(context, landing, lake)
     ingested_at = _ingested_at()
@@ -184,31 +234,4 @@ def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake
     )
 
 
-def _no_rejected_batches(env: CheckEnv) -> dg.AssetCheckResult:
-    log = env.lake.read(BATCH_LOG_KEY)
-    latest = log.agg(F.max("ingested_at")).collect()[0][0]
-    rows = log.where(F.col("status") == "rejected").select("batch_id", "reason", "ingested_at").collect()
-    rejected = sorted((r["batch_id"], r["reason"]) for r in rows if r["ingested_at"] == latest)
-    return dg.AssetCheckResult(
-        passed=not rejected,
-        metadata={
-            "rejected_in_latest_ingestion": len(rejected),
-            "rejected_all_time": len(rows),
-            "batches": dg.MetadataValue.json([{"batch_id": b, "reason": r} for b, r in rejected[:50]]),
-        },
-    )
-
-
-NO_REJECTED_BATCHES = ExtraCheck(
-    "no_rejected_batches",
-    "Warns when the latest ingestion rejected a batch; the metadata names each batch and why.",
-    _no_rejected_batches,
-)
-
-CHECKS = [
-    *[table_checks(schemas.TABLES[name], blocking=True) for name in BATCH_TABLES],
-    *[table_checks(schemas.TABLES[name], blocking=True, partition_expr=DAY_COLUMNS[name]) for name in SALES],
-    table_checks(schemas.batch_log, blocking=True, extra=[NO_REJECTED_BATCHES]),
-]
-
-defs = dg.Definitions(assets=[raw_ingest_sales, raw_ingest], asset_checks=CHECKS)
+defs = dg.Definitions(assets=[raw_ingest_sales, raw_ingest])

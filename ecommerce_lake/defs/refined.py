@@ -6,7 +6,9 @@ from pyspark.sql import functions as F
 
 from ecommerce_lake.contract import BY_NAME
 from ecommerce_lake.defs.conditions import with_automation
-from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, asset_kwargs, asset_out, key_of, table_checks
+from ecommerce_lake.defs.common import (
+    CheckEnv, ExtraCheck, QualityResource, TableChecks, evaluate_checks, asset_out, emit, key_of, selected, table_asset,
+)
 from ecommerce_lake.defs.raw import RAW_KEYS
 from ecommerce_lake.logic import refine
 from ecommerce_lake.partitions import DAILY, SINGLE_RUN
@@ -16,74 +18,8 @@ from ecommerce_lake.platform.spark import SparkResource
 from ecommerce_lake.schemas import refined as schemas
 
 REFINED_KEYS = {s.name.split(".")[1]: key_of(s) for s in schemas.ALL}
-
-
-def _raw_in(table: str) -> dg.AssetIn:
-    return dg.AssetIn(key=RAW_KEYS[table])
-
-
-@dg.asset(**{**asset_kwargs(schemas.counties), "kinds": {"spark", "delta", "csv"}})
-def refined_counties(spark: SparkResource) -> DataFrame:
-    """The 47 counties from the package's KNBS 2019 reference table."""
-    return refine.counties_table(spark.get_session())
-
-
-@dg.asset(**asset_kwargs(schemas.customers), ins={"raw_customers": _raw_in("customers")})
-def refined_customers(raw_customers: DataFrame, pseudonym: PseudonymKeyResource) -> DataFrame:
-    return refine.refine_customers(raw_customers, pseudonym.key())
-
-
-@dg.asset(**asset_kwargs(schemas.products), ins={"raw_products": _raw_in("products")})
-def refined_products(raw_products: DataFrame) -> DataFrame:
-    return refine.refine_products(raw_products)
-
-
-@dg.asset(**asset_kwargs(schemas.inventory), ins={"raw_inventory": _raw_in("inventory")})
-def refined_inventory(raw_inventory: DataFrame) -> DataFrame:
-    return refine.refine_inventory(raw_inventory)
-
-
 SALES_OUTS = {"orders": "order_date", "order_items": "order_date", "payments": "paid_date",
               "sales_rejects": "partition_date"}
-
-
-@dg.multi_asset(
-    name="refine_sales",
-    outs={name: asset_out(getattr(schemas, name), partition_expr=column) for name, column in SALES_OUTS.items()},
-    ins={"customers": dg.AssetIn(key=REFINED_KEYS["customers"], metadata={"columns": ["customer_id", "county_code"]})},
-    deps=[RAW_KEYS["orders"], RAW_KEYS["order_items"], RAW_KEYS["payments"]],
-    partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    description="Refine the day partitions of orders, order lines and payments: parse, apply the row rules, keep "
-    "the current version of each key (reading every raw version of the orders and payments the days hold), "
-    "resolve counties, pseudonymise customers; rule breakers go to refined.sales_rejects.",
-)
-def refine_sales(context: dg.AssetExecutionContext, customers: DataFrame, lake: LakeResource,
-                 pseudonym: PseudonymKeyResource):
-    window = context.partition_time_window
-    refined_ids = None
-    if lake.exists(REFINED_KEYS["orders"]):
-        refined_ids = lake.read(REFINED_KEYS["orders"], columns=["order_id"])
-    inputs = refine.SalesInputs(
-        orders=lake.read(RAW_KEYS["orders"]),
-        order_items=lake.read(RAW_KEYS["order_items"]),
-        payments=lake.read(RAW_KEYS["payments"]),
-        customers=customers,
-        refined_order_ids=refined_ids,
-        start=window.start.date(),
-        end=window.end.date(),
-    )
-    held: list[DataFrame] = []
-    outputs = refine.refine_sales(inputs, pseudonym.key(), held)
-    for name in SALES_OUTS:
-        yield dg.Output(outputs[name], output_name=name)
-    for df in held:  # every output is written: release the intermediate results
-        df.unpersist()
-
-
-@dg.asset(**asset_kwargs(schemas.rejects), ins={f"raw_{t}": _raw_in(t) for t in ("customers", "products", "inventory")})
-def refined_rejects(raw_customers: DataFrame, raw_products: DataFrame, raw_inventory: DataFrame) -> DataFrame:
-    return refine.rejects({"customers": raw_customers, "products": raw_products, "inventory": raw_inventory})
 
 
 # ---- checks -------------------------------------------------------------------------------------------
@@ -106,7 +42,7 @@ def _rows_accounted(table: str) -> ExtraCheck:
         )
         day = SALES_OUTS.get(table)
         # every kept version of the keys read (a key may have moved to a day outside this run's partitions)
-        kept_keys = (env.matching(lake.read(key, columns=list(spec.key)), parsed, spec.key, day).distinct()
+        kept_keys = (env.matching(key, parsed, spec.key, day, columns=list(spec.key)).distinct()
                      .withColumn("in_kept", F.lit(True)))
         kept = env.read(key, day, columns=[*spec.key, "_source_file", "_row_number"])
         rejected = (
@@ -116,8 +52,8 @@ def _rows_accounted(table: str) -> ExtraCheck:
             .select(F.col("source_file").alias("_source_file"), F.col("row_number").alias("_row_number"))
             .withColumn("in_rejects", F.lit(True))
         )
-        lineage = env.matching(lake.read(RAW_KEYS[table], columns=["_source_file", "_row_number"]), kept,
-                               ["_source_file", "_row_number"], day).withColumn("in_raw", F.lit(True))
+        lineage = env.matching(RAW_KEYS[table], kept, ["_source_file", "_row_number"], day,
+                               columns=["_source_file", "_row_number"]).withColumn("in_raw", F.lit(True))
         j = parsed.join(kept_keys, list(spec.key), "left").join(rejected, ["_source_file", "_row_number"], "left")
         good = ~F.col("bad")
         stats = j.agg(
@@ -170,30 +106,41 @@ def _rows_accounted(table: str) -> ExtraCheck:
         "rejected: rows read = rows kept + duplicates collapsed + rows rejected.",
         fn,
         blocking=True,
-        additional_deps=[RAW_KEYS[table], rejects_key],
     )
 
 
 def _references(child: str, columns: list[str], parent: str, name: str) -> ExtraCheck:
     def fn(env: CheckEnv) -> dg.AssetCheckResult:
         rows = env.read(REFINED_KEYS[child], SALES_OUTS.get(child), columns=columns)
-        ref = (env.matching(env.lake.read(REFINED_KEYS[parent], columns=columns), rows, columns, SALES_OUTS.get(child))
+        ref = (env.matching(REFINED_KEYS[parent], rows, columns, SALES_OUTS.get(child), columns=columns)
                .distinct().withColumn("__found", F.lit(True)))
         j = rows.join(ref, columns, "left")
         stats = j.agg(F.count(F.lit(1)).alias("rows"),
                       F.sum(F.when(F.col("__found").isNull(), 1).otherwise(0)).alias("orphans")).collect()[0]
         total, orphans = int(stats["rows"]), int(stats["orphans"] or 0)
-        sample = [r.asDict() for r in j.where(F.col("__found").isNull()).select(*columns).distinct()
-                  .limit(5).collect()] if orphans else []
+        sample, of_rejected = [], 0
+        if orphans:
+            lost = j.where(F.col("__found").isNull()).select(*columns)
+            sample = [r.asDict() for r in lost.distinct().limit(5).collect()]
+            # orphans whose parent row arrived but broke a rule (it is in the parent's rejects, by its key)
+            rejected = (env.lake.read(REFINED_KEYS[REJECTS_OF[parent]], columns=["table", "record_key"])
+                        .where(F.col("table") == parent).select(F.col("record_key").alias(columns[0])).distinct())
+            of_rejected = lost.join(rejected, columns[0], "left_semi").count()
+        unknown = orphans - of_rejected
+        explanation = "" if not orphans else (
+            f"{orphans} {child} row(s) refer to a {parent[:-1] if parent.endswith('s') else parent} that is not in "
+            f"refined.{parent}: {of_rejected} to one that arrived but was rejected (refined."
+            f"{REJECTS_OF[parent]}, with its rule), {unknown} to one that never arrived")
         return dg.AssetCheckResult(
             passed=orphans == 0,
             metadata={"orphans": orphans, "rows": total,
                       "orphan_share": dg.MetadataValue.float(orphans / total if total else 0.0),
-                      "sample_orphans": dg.MetadataValue.json(sample)},
+                      "orphans_of_rejected_parents": of_rejected, "orphans_of_unknown_parents": unknown,
+                      "explanation": explanation, "sample_orphans": dg.MetadataValue.json(sample)},
         )
 
-    return ExtraCheck(name, f"Every {child} row's ({', '.join(columns)}) exists in refined.{parent} (warning).",
-                      fn, additional_deps=[REFINED_KEYS[parent]])
+    return ExtraCheck(name, f"Every {child} row's ({', '.join(columns)}) exists in refined.{parent} (warning; the "
+                      "metadata tells orphans of rejected parents from those of parents that never arrived).", fn)
 
 
 def _all_47_counties(env: CheckEnv) -> dg.AssetCheckResult:
@@ -220,12 +167,98 @@ EXTRA = {
     "payments": [_rows_accounted("payments"), _references("payments", ["order_id"], "orders", "order_exists")],
 }
 
-ASSETS = with_automation([refined_counties, refined_customers, refined_products, refined_inventory, refine_sales,
-                          refined_rejects])
-CHECKS = [
-    table_checks(s, blocking=True, extra=EXTRA.get(s.name.split(".")[1], ()),
-                 partition_expr=SALES_OUTS.get(s.name.split(".")[1]))
-    for s in schemas.ALL
-]
+CHECKS = {s.name.split(".")[1]: TableChecks(s, extra=EXTRA.get(s.name.split(".")[1], ()),
+                                             partition_expr=SALES_OUTS.get(s.name.split(".")[1]))
+          for s in schemas.ALL}
+REFERENCE = ("customers", "products", "inventory", "rejects")
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS)
+
+def _specs(*tables: str) -> list[dg.AssetCheckSpec]:
+    return [spec for t in tables for spec in CHECKS[t].specs]
+
+
+@dg.multi_asset(**table_asset(CHECKS["counties"], kinds={"spark", "delta", "csv"}))
+def refined_counties(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource,
+                     quality: QualityResource):
+    """The 47 counties from the package's KNBS 2019 reference table."""
+    yield from emit(context, lake, quality, {"counties": lambda: refine.counties_table(spark.get_session())},
+                    [CHECKS["counties"]])
+
+
+@dg.multi_asset(
+    name="refine_reference",
+    outs={t: asset_out(getattr(schemas, t)) for t in REFERENCE},
+    ins={f"raw_{t}": dg.AssetIn(key=RAW_KEYS[t]) for t in ("customers", "products", "inventory")},
+    internal_asset_deps={
+        "customers": {RAW_KEYS["customers"]}, "products": {RAW_KEYS["products"]},
+        "inventory": {RAW_KEYS["inventory"]},
+        "rejects": {RAW_KEYS["customers"], RAW_KEYS["products"], RAW_KEYS["inventory"]},
+    },
+    check_specs=_specs(*REFERENCE),
+    can_subset=True,
+    description="Refine the customers (pseudonymised, counties resolved), products and inventory snapshots: parse, "
+    "apply the row rules, keep the current version of each key; rule breakers go to refined.rejects. One step, "
+    "so each table's rows_accounted check sees the rejects written with it.",
+)
+def refine_reference(context: dg.AssetExecutionContext, raw_customers: DataFrame, raw_products: DataFrame,
+                     raw_inventory: DataFrame, pseudonym: PseudonymKeyResource, lake: LakeResource,
+                     quality: QualityResource):
+    yield from emit(context, lake, quality, {
+        "customers": lambda: refine.refine_customers(raw_customers, pseudonym.key()),
+        "products": lambda: refine.refine_products(raw_products),
+        "inventory": lambda: refine.refine_inventory(raw_inventory),
+        "rejects": lambda: refine.rejects({"customers": raw_customers, "products": raw_products,
+                                           "inventory": raw_inventory}),
+    }, [CHECKS[t] for t in REFERENCE])
+
+
+@dg.multi_asset(
+    name="refine_sales",
+    outs={name: asset_out(getattr(schemas, name), partition_expr=column) for name, column in SALES_OUTS.items()},
+    ins={"customers": dg.AssetIn(key=REFINED_KEYS["customers"], metadata={"columns": ["customer_id", "county_code"]})},
+    deps=[RAW_KEYS["orders"], RAW_KEYS["order_items"], RAW_KEYS["payments"]],
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    check_specs=_specs(*SALES_OUTS),
+    can_subset=True,
+    description="Refine the day partitions of orders, order lines and payments: parse, apply the row rules, keep "
+    "the current version of each key (reading every raw version of the orders and payments the days hold), "
+    "resolve counties, pseudonymise customers; rule breakers go to refined.sales_rejects. Then every check of the "
+    "four tables (rows accounted for, references to customers, orders and products).",
+)
+def refine_sales(context: dg.AssetExecutionContext, customers: DataFrame, lake: LakeResource,
+                 pseudonym: PseudonymKeyResource, quality: QualityResource):
+    chosen = selected(context, *SALES_OUTS)
+    if chosen:
+        yield from _refine_sales_outputs(context, customers, lake, pseudonym, chosen)
+    yield from evaluate_checks(context, lake, quality, [CHECKS[name] for name in SALES_OUTS])
+
+
+def _refine_sales_outputs(context: dg.AssetExecutionContext, customers: DataFrame, lake: LakeResource,
+                          pseudonym: PseudonymKeyResource, chosen: list[str]):
+    window = context.partition_time_window
+    refined_ids = None
+    if lake.exists(REFINED_KEYS["orders"]):
+        refined_ids = lake.read(REFINED_KEYS["orders"], columns=["order_id"])
+    inputs = refine.SalesInputs(
+        orders=lake.read(RAW_KEYS["orders"]),
+        order_items=lake.read(RAW_KEYS["order_items"]),
+        payments=lake.read(RAW_KEYS["payments"]),
+        customers=customers,
+        refined_order_ids=refined_ids,
+        start=window.start.date(),
+        end=window.end.date(),
+        narrow=not (lake.is_small(RAW_KEYS["order_items"]) and lake.is_small(RAW_KEYS["orders"])),
+    )
+    held: list[DataFrame] = []
+    try:
+        outputs = refine.refine_sales(inputs, pseudonym.key(), held)
+        for name in chosen:
+            yield dg.Output(outputs[name], output_name=name)
+    finally:
+        for df in held:  # every output is written: release the intermediate results
+            df.unpersist()
+
+
+ASSETS = with_automation([refined_counties, refine_reference, refine_sales])
+defs = dg.Definitions(assets=ASSETS)

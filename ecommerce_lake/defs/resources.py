@@ -29,6 +29,7 @@ def spark_resource(settings: Settings) -> SparkResource:
         metastore_dir = str(Path(settings.home) / "metastore")
     return SparkResource(
         master=settings.spark_master,
+        remote=settings.spark_remote,
         shuffle_partitions=settings.spark_shuffle_partitions,
         driver_memory=settings.spark_driver_memory,
         ui_enabled=settings.spark_ui,

@@ -31,10 +31,11 @@ class Parsed:
 
 
 def clean(c: Column | str) -> Column:
-    """Trimmed string; empty becomes null."""
+    """Trimmed string (of spaces); empty, or only white space (tabs, line breaks, no-break spaces), becomes null:
+    a blank key is a missing key."""
     col = F.col(c) if isinstance(c, str) else c
     t = F.trim(col)
-    return F.when(t == "", F.lit(None).cast("string")).otherwise(t)
+    return F.when((t == "") | t.rlike(r"^[\s\u00a0\u2000-\u200b\u3000]+$"), F.lit(None).cast("string")).otherwise(t)
 
 
 def present(c: Column | str) -> Column:

@@ -457,13 +457,19 @@ def in_window(col: str, start: dt.date, end: dt.date) -> Column:
     return (F.col(col) >= F.lit(start)) & (F.col(col) < F.lit(end))
 
 
-def _versions(all_rows: DataFrame, in_scope: DataFrame, key: str, held: list[DataFrame]) -> DataFrame:
+def _versions(all_rows: DataFrame, in_scope: DataFrame, key: str, held: list[DataFrame],
+              narrow: bool = True) -> DataFrame:
     """Every raw version (any partition) of the keys that have a row in scope.
 
     The keys are computed and kept first (``kept_keys``): for a few days Spark then broadcasts them and reads
-    only the raw table's files within their range, instead of shuffling the whole history against them."""
-    keys = kept_keys(in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct(), "__key", held)
-    return keys.narrow(all_rows, key, trimmed=True).join(keys.df, clean(key) == F.col("__key"), "left_semi")
+    only the raw table's files within their range, instead of shuffling the whole history against them (unless
+    ``narrow`` is off: a small raw table is joined whole)."""
+    keys = kept_keys(in_scope.select(clean(key).alias("__key")).where("__key IS NOT NULL").distinct(), "__key", held,
+                     narrow)
+    versions = keys.narrow(all_rows, key, trimmed=True).join(keys.df, clean(key) == F.col("__key"), "left_semi")
+    # Rows in scope without a key have no versions to collect, but they must still be parsed: they are rejected
+    # (missing_required_value), not dropped.
+    return versions.unionByName(in_scope.where(clean(key).isNull()))
 
 
 @dataclass
@@ -477,6 +483,7 @@ class SalesInputs:
     refined_order_ids: DataFrame | None  # order_id of refined.orders as it stands (None: no table yet)
     start: dt.date
     end: dt.date  # exclusive
+    narrow: bool = True  # narrow the raw tables to the scope's keys first (big tables); off for small ones
 
 
 def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] | None = None) -> dict[str, DataFrame]:
@@ -501,14 +508,15 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     in_scope = in_window("__carry_day", inp.start, inp.end)  # a parsed row's raw day is in scope
 
     # Each raw row is parsed once; the parsed rows give both the refined versions and the rejects.
-    order_rows = held_df(parse_orders(_carry(_versions(inp.orders, orders_scope, "order_id", held), "orders")), held)
+    order_rows = held_df(parse_orders(_carry(_versions(inp.orders, orders_scope, "order_id", held, inp.narrow),
+                                             "orders")), held)
     orders = held_df(current_orders(order_rows, inp.customers, pseudonym_key)
                      .where(in_window("order_date", inp.start, inp.end)), held)
 
     # The current orders' keys, computed and kept: Spark then knows they are small (a few days) and broadcasts
     # them, so the raw order lines are filtered as they are read instead of the whole history being shuffled.
     kept = kept_keys(orders.select(F.col("order_id").alias("__oid"), F.col("order_date").alias("__odate")),
-                     "__oid", held)
+                     "__oid", held, inp.narrow)
     current = kept.df
     of_orders = kept.narrow(inp.order_items, "order_id", trimmed=True).join(
         current, clean("order_id") == F.col("__oid"), "left_semi")
@@ -520,7 +528,7 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     orphans = item_rows.where(in_scope).join(current, F.col("order_id") == F.col("__oid"), "left_anti")
     if inp.refined_order_ids is not None:
         wanted = kept_keys(orphans.select(F.col("order_id").alias("__oid")).where("__oid IS NOT NULL").distinct(),
-                           "__oid", held)
+                           "__oid", held, inp.narrow)
         refined = (wanted.narrow(inp.refined_order_ids, "order_id").select(F.col("order_id").alias("__oid"))
                    .join(wanted.df, "__oid", "left_semi"))
         orphans = orphans.join(refined, F.col("order_id") == F.col("__oid"), "left_anti")
@@ -529,8 +537,8 @@ def refine_sales(inp: SalesInputs, pseudonym_key: bytes, held: list[DataFrame] |
     items = items.withColumn("order_date", F.coalesce("__odate", "__carry_day"))
     items = items.where(in_window("order_date", inp.start, inp.end))
 
-    payment_rows = held_df(parse_payments(_carry(_versions(inp.payments, payments_scope, "payment_id", held), "payments")),
-                           held)
+    payment_rows = held_df(parse_payments(_carry(_versions(inp.payments, payments_scope, "payment_id", held,
+                                                           inp.narrow), "payments")), held)
     payments = keep_latest(valid(payment_rows), PAYMENTS)
     payments = payments.withColumn("paid_date", nairobi_date(F.col("paid_ts")))
     payments = payments.where(in_window("paid_date", inp.start, inp.end))

@@ -27,6 +27,9 @@ def release(held: list[DataFrame]) -> None:
 
 # Above every character a key can hold: an upper bound for "a key followed by anything" (UTF-8 byte order)
 _ABOVE_ALL = "\U0010ffff"
+# Below this many rows a table is "small": joining it whole costs less than narrowing it to some keys first (the
+# key ranges and broadcasts of ``kept_keys`` pay off on millions of rows, not on thousands)
+SMALL_TABLE_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Keys:
         return table if cond is None else table.where(cond)
 
 
-def kept_keys(keys: DataFrame, column: str, held: list[DataFrame]) -> Keys:
+def kept_keys(keys: DataFrame, column: str, held: list[DataFrame], narrow: bool = True) -> Keys:
     """``keys`` computed now and kept, with the range of ``column``, in one Spark job.
 
     Spark estimates a filtered Delta scan at the size of the whole table, so a join of a whole table with the
@@ -73,7 +76,12 @@ def kept_keys(keys: DataFrame, column: str, held: list[DataFrame]) -> Keys:
     history. Once the keys are computed, Spark knows they are small and broadcasts them: the big side is
     filtered where it is read, and their range (``Keys.narrow``) lets Delta skip the files that cannot hold
     them. Large keys (a full rebuild) still get a shuffle join, as before. The caller releases them through
-    ``held`` (``release(held)``)."""
+    ``held`` (``release(held)``).
+
+    ``narrow=False`` (the table the keys look up is small): the keys as they are, no job and no range — on a small
+    table the extra Spark jobs cost more than the files they would skip."""
+    if not narrow:
+        return Keys(keys, column, None, None, False)
     df = held_df(keys, held)
     aggs = [F.min(column).alias("lo"), F.max(column).alias("hi")]
     text = isinstance(df.schema[column].dataType, StringType)
@@ -83,8 +91,9 @@ def kept_keys(keys: DataFrame, column: str, held: list[DataFrame]) -> Keys:
     return Keys(df, column, row["lo"], row["hi"], bool(text and row["spaced"]))
 
 
-def semi_join_keys(table: DataFrame, keys: DataFrame, on: Sequence[str], held: list[DataFrame]) -> DataFrame:
+def semi_join_keys(table: DataFrame, keys: DataFrame, on: Sequence[str], held: list[DataFrame],
+                   narrow: bool = True) -> DataFrame:
     """Rows of ``table`` whose ``on`` columns occur in ``keys``, read through the keys' range on the first
-    column (``kept_keys``: computed first, broadcast when few)."""
-    kept = kept_keys(keys.select(*on).distinct(), on[0], held)
+    column (``kept_keys``: computed first, broadcast when few; ``narrow=False``: a plain semi-join)."""
+    kept = kept_keys(keys.select(*on).distinct(), on[0], held, narrow)
     return kept.narrow(table).join(kept.df, list(on), "left_semi")

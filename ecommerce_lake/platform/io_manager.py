@@ -18,6 +18,7 @@ Input metadata (``AssetIn(metadata={"columns": [...]})``) selects columns on loa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -145,7 +146,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             f"{name}: wrote {'an unreported number of' if result.rows is None else result.rows} rows in "
             f"{'?' if result.files is None else result.files} files to {result.uri} "
             f"(Delta version {result.version}, {result.seconds:.1f} s"
-            + (f", replaceWhere {replace_where}" if replace_where else ", full overwrite")
+            + (f", replaceWhere {summarized(replace_where)}" if replace_where else ", full overwrite")
             + ")"
         )
         md = self._metadata(context, obj, result, partitions_written)
@@ -220,7 +221,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         }
         if version is not None:
             md["delta/version"] = dg.MetadataValue.int(version)
-            self.lake.register(context.asset_key)
+            self.lake.register_soon(context.asset_key)
         context.add_output_metadata(md)
 
     # ---- input --------------------------------------------------------------------------------
@@ -251,9 +252,23 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         return df
 
 
+_IN_LIST = re.compile(r"IN \(((?:'(?:[^'\\]|\\.)*'(?:, )?){6,})\)")
+
+
+def summarized(predicate: str) -> str:
+    """The predicate with long ``IN (...)`` lists said as their count and range: a two-year build replaces 730
+    batches, and the log line should not list them (the Delta commit keeps the whole predicate)."""
+    def say(match: re.Match) -> str:
+        values = re.findall(r"'((?:[^'\\]|\\.)*)'", match.group(1))
+        return f"IN ({len(values)} values, '{min(values)}' .. '{max(values)}')"
+
+    return _IN_LIST.sub(say, predicate)
+
+
 def _shortened(predicate: str) -> str:
     """The predicate as materialization metadata: whole when short; else its start and length (the Delta commit's
     ``operationParameters.predicate`` keeps it whole). It is repeated in every partition's materialization."""
+    predicate = summarized(predicate)
     if len(predicate) <= SHOWN_PREDICATE_CHARS:
         return predicate
     return (f"{predicate[:SHOWN_PREDICATE_CHARS]} … ({len(predicate):,} characters in all; in full in the Delta "

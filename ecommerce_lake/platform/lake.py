@@ -6,10 +6,13 @@ One rule maps an asset key to everything else: asset key ``[layer, table]`` is s
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _REGISTERED: dict[str, str] = {}  # catalog name -> location registered by this process
+_ROWS: dict[str, tuple[int, int | None]] = {}  # table URI -> (Delta version, rows)
 
 
 class LakeError(RuntimeError):
@@ -50,6 +54,28 @@ def table_parts(asset_key: dg.AssetKey) -> tuple[str, str]:
 def catalog_name(asset_key: dg.AssetKey) -> str:
     layer, table = table_parts(asset_key)
     return f"{layer}.{table}"
+
+
+def delta_rs_location(uri: str, s3_endpoint: str = "", s3_region: str = "us-east-1",
+                      s3_path_style: bool = False) -> tuple[str, dict[str, str] | None]:
+    """The URI and storage options delta-rs needs for a lake table URI (local path or s3a://)."""
+    if not uri.startswith(("s3a://", "s3://")):
+        return uri, None
+    options = {"AWS_REGION": s3_region}
+    if s3_endpoint:
+        options["AWS_ENDPOINT_URL"] = s3_endpoint
+        if s3_endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if s3_path_style:
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(var):
+            options[var] = os.environ[var]
+    return "s3://" + uri.split("://", 1)[1], options
+
+
+def _sql_path(uri: str) -> str:
+    return "delta.`" + uri.replace("`", "``") + "`"
 
 
 @dataclass
@@ -97,10 +123,48 @@ class LakeResource(dg.ConfigurableResource):
         return self.spark.get_session()
 
     # ---- reading ------------------------------------------------------------------------------
-    def exists(self, asset_key: dg.AssetKey) -> bool:
-        from delta.tables import DeltaTable
+    def _delta_rs(self, uri: str):
+        """The table's log read with delta-rs (versions, schema, history: no Spark job); None if no table."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
 
-        return bool(DeltaTable.isDeltaTable(self.session(), self.table_uri(asset_key)))
+        location, options = delta_rs_location(uri, self.spark.s3_endpoint, self.spark.s3_region,
+                                              self.spark.s3_path_style)
+        try:
+            return DeltaTable(location, storage_options=options, without_files=True)
+        except TableNotFoundError:
+            return None
+
+    def exists(self, asset_key: dg.AssetKey) -> bool:
+        return self._delta_rs(self.table_uri(asset_key)) is not None
+
+    def row_count(self, asset_key: dg.AssetKey) -> int | None:
+        """The table's rows, from the statistics Delta keeps in its log (no Spark job); None without a table
+        (or without statistics)."""
+        from deltalake import DeltaTable
+
+        uri = self.table_uri(asset_key)
+        location, options = delta_rs_location(uri, self.spark.s3_endpoint, self.spark.s3_region,
+                                              self.spark.s3_path_style)
+        head = self._delta_rs(uri)
+        if head is None:
+            return None
+        version = head.version()
+        cached = _ROWS.get(uri)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        actions = DeltaTable(location, storage_options=options, version=version).get_add_actions(flatten=True)
+        counts = actions.column("num_records").to_pylist() if "num_records" in actions.schema.names else [None]
+        rows = None if any(c is None for c in counts) else int(sum(counts))
+        _ROWS[uri] = (version, rows)
+        return rows
+
+    def is_small(self, asset_key: dg.AssetKey) -> bool:
+        """Fewer rows than ``frames.SMALL_TABLE_ROWS``: joins read it whole rather than narrowed to keys first."""
+        from ecommerce_lake.platform.frames import SMALL_TABLE_ROWS
+
+        rows = self.row_count(asset_key)
+        return rows is not None and rows < SMALL_TABLE_ROWS
 
     def read(
         self,
@@ -113,8 +177,10 @@ class LakeResource(dg.ConfigurableResource):
         reader = self.session().read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        try:  # no separate existence check first: Delta reads the table's log once, here
+        try:  # no separate existence check first: Delta reads the table's log once, here (over Spark Connect
+            # the load is lazy: asking for the columns analyses it)
             df = reader.load(uri)
+            present = df.columns
         except Exception as exc:
             if not self.exists(asset_key):
                 raise LakeError(
@@ -122,30 +188,33 @@ class LakeResource(dg.ConfigurableResource):
                     "Materialize it (and its upstream assets) first."
                 ) from exc
             raise
-        if "_month" in df.columns:  # physical partition column managed by the IO manager, not part of the data
+        if "_month" in present:  # physical partition column managed by the IO manager, not part of the data
             df = df.drop("_month")
+            present = [c for c in present if c != "_month"]
         if where:
             df = df.where(where)
         if columns:
-            missing = [c for c in columns if c not in df.columns]
+            missing = [c for c in columns if c not in present]
             if missing:
                 raise LakeError(
                     f"asset {asset_key.to_user_string()!r}: requested columns {missing} are not in the table "
-                    f"(columns: {df.columns})"
+                    f"(columns: {present})"
                 )
             df = df.select(*columns)
         return df
 
     def history(self, asset_key: dg.AssetKey, limit: int = 20) -> list[dict]:
-        from delta.tables import DeltaTable
-
-        rows = DeltaTable.forPath(self.session(), self.table_uri(asset_key)).history(limit).collect()
-        return [r.asDict(recursive=True) for r in rows]
+        """The table's latest commits, newest first (``version``, ``operation``, ``operationMetrics``,
+        ``userMetadata``...), as Delta's ``DESCRIBE HISTORY`` gives them."""
+        table = self._delta_rs(self.table_uri(asset_key))
+        if table is None:
+            raise LakeError(f"asset {asset_key.to_user_string()!r} has not been materialized yet: no Delta table at "
+                            f"{self.table_uri(asset_key)}")
+        return _history(table, limit)
 
     def current_version(self, asset_key: dg.AssetKey) -> int | None:
-        if not self.exists(asset_key):
-            return None
-        return int(self.history(asset_key, 1)[0]["version"])
+        table = self._delta_rs(self.table_uri(asset_key))
+        return None if table is None else int(table.version())
 
     # ---- writing ------------------------------------------------------------------------------
     def write(
@@ -163,15 +232,12 @@ class LakeResource(dg.ConfigurableResource):
         rows matching the predicate are replaced, and Delta refuses (we re-raise with the asset named)
         any row of ``df`` that does not match it.
         """
-        from delta.tables import DeltaTable
-
-        spark = self.session()
+        self.session()
         uri = self.table_uri(asset_key)
         name = catalog_name(asset_key)
         token = uuid.uuid4().hex
-        previous_schema = None
-        if DeltaTable.isDeltaTable(spark, uri):
-            previous_schema = spark.read.format("delta").load(uri).schema
+        before = self._delta_rs(uri)
+        previous_schema = _spark_schema(before) if before is not None else None
 
         writer = (
             df.write.format("delta")
@@ -194,7 +260,7 @@ class LakeResource(dg.ConfigurableResource):
                 raise LakeError(
                     f"asset {asset_key.to_user_string()!r}: refusing to write rows outside the partition being "
                     f"materialized (replaceWhere: {replace_where}). Nothing was written; the table stays at "
-                    f"version {self.current_version(asset_key) if previous_schema is not None else 'none'}. "
+                    f"version {before.version() if before is not None else 'none'}. "
                     f"Delta said: {text.splitlines()[0]}"
                 ) from exc
             raise
@@ -204,7 +270,7 @@ class LakeResource(dg.ConfigurableResource):
         files = metrics.get("numFiles") if "numFiles" in metrics else metrics.get("numAddedFiles")
         if metrics.get("numOutputRows") is None and files == 0:
             metrics["numOutputRows"] = 0  # Delta leaves the row count out of a write of no files (an empty table)
-        self.register(asset_key)
+        self.register_soon(asset_key)
         return WriteResult(
             uri=uri,
             table_name=name,
@@ -224,28 +290,52 @@ class LakeResource(dg.ConfigurableResource):
 
     def optimize(self, asset_key: dg.AssetKey, zorder_by: Sequence[str] = ()) -> dict:
         """Compact small files (and Z-order when asked) with Delta OPTIMIZE; returns Delta's metrics."""
-        from delta.tables import DeltaTable
-
-        table = DeltaTable.forPath(self.session(), self.table_uri(asset_key))
-        builder = table.optimize()
-        result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
-        row = result.collect()[0]
+        sql = f"OPTIMIZE {_sql_path(self.table_uri(asset_key))}"
+        if zorder_by:
+            sql += " ZORDER BY (" + ", ".join(f"`{c}`" for c in zorder_by) + ")"
+        row = self.session().sql(sql).collect()[0]
         return row["metrics"].asDict(recursive=True) if row["metrics"] is not None else {}
 
+    def vacuum(self, asset_key: dg.AssetKey, retention_hours: int, dry_run: bool = False) -> list[str]:
+        """Delta VACUUM with ``retention_hours``; with ``dry_run``, the files it would delete."""
+        sql = f"VACUUM {_sql_path(self.table_uri(asset_key))} RETAIN {int(retention_hours)} HOURS"
+        rows = self.session().sql(sql + (" DRY RUN" if dry_run else "")).collect()
+        return [r[0] for r in rows] if dry_run else []
+
+    def detail(self, asset_key: dg.AssetKey) -> dict:
+        """Delta's ``DESCRIBE DETAIL`` of the table (files, size, partition columns...)."""
+        return self.session().sql(f"DESCRIBE DETAIL {_sql_path(self.table_uri(asset_key))}").collect()[0].asDict()
+
     # ---- catalog ------------------------------------------------------------------------------
+    def register_soon(self, asset_key: dg.AssetKey) -> None:
+        """Register the table on a background thread: the catalog's answer (a few hundred ms per table) is not
+        on the step's path. ``flush_registrations`` (called when the run ends, and at exit) waits for them."""
+        global _REGISTRAR
+        with _REGISTRAR_LOCK:
+            if _REGISTRAR is None or not _REGISTRAR.is_alive():
+                _REGISTRAR = threading.Thread(target=_register_queued, name="catalog-registration", daemon=True)
+                _REGISTRAR.start()
+                atexit.register(flush_registrations)
+        _QUEUE.put((self, asset_key))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        flush_registrations()
+
     def register(self, asset_key: dg.AssetKey) -> str:
         """Register the table in the catalog as ``<layer>.<table>`` (idempotent; re-points moved tables).
 
-        With the embedded metastore, registrations are also noted in a small file next to its database, so a
-        new process does not start the metastore client (seconds) only to learn a table is already there.
+        With the embedded metastore, registrations are also noted in a small file next to its database (the
+        engine's, when runs use the engine), so a new process does not ask the metastore (seconds, cold) only to
+        learn a table is already there. Every process using that metastore reads and writes the same file, so it
+        holds the registration the metastore holds; a process's own memory is trusted only without such a file.
         """
         layer, table = table_parts(asset_key)
         name = f"{layer}.{table}"
         uri = self.table_uri(asset_key)
-        if _REGISTERED.get(name) == uri or self._noted().get(name) == uri:
-            _REGISTERED[name] = uri
-            return name
         spark = self.session()
+        registry = self._registry_file()
+        if (self._noted(registry) if registry is not None else _REGISTERED).get(name) == uri:
+            return name
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
         current = None
         if spark.catalog.tableExists(name):
@@ -258,29 +348,35 @@ class LakeResource(dg.ConfigurableResource):
         if current is None:
             spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{uri}'")
         _REGISTERED[name] = uri
-        self._note(name, uri)
+        if registry is not None:
+            self._note(registry, name, uri)
         return name
 
     def _registry_file(self) -> Path | None:
-        if self.spark.metastore_uri or not self.spark.metastore_dir:
-            return None  # a shared metastore server: always ask it
-        db = Path(self.spark.metastore_dir).expanduser() / "metastore_db"
-        return db / "ecommerce_lake_tables.json" if db.is_dir() else None
+        """The note of registrations beside the embedded metastore this process's Spark uses (None: a metastore
+        server, always asked)."""
+        from ecommerce_lake.platform.spark import session_info
 
-    def _noted(self) -> dict[str, str]:
-        path = self._registry_file()
-        if path is None or not path.exists():
+        info = session_info()
+        if info is not None and info.kind == "engine":
+            path = Path(info.registry) if info.registry else None
+        elif self.spark.metastore_uri or not self.spark.metastore_dir:
+            path = None
+        else:
+            path = Path(self.spark.metastore_dir).expanduser() / "metastore_db" / "ecommerce_lake_tables.json"
+        return path if path is not None and path.parent.is_dir() else None
+
+    @staticmethod
+    def _noted(path: Path) -> dict[str, str]:
+        if not path.exists():
             return {}
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             return {}
 
-    def _note(self, name: str, uri: str) -> None:
-        path = self._registry_file()
-        if path is None:
-            return
-        noted = {**self._noted(), name: uri}
+    def _note(self, path: Path, name: str, uri: str) -> None:
+        noted = {**self._noted(path), name: uri}
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps(noted, sort_keys=True))
         os.replace(tmp, path)
@@ -290,15 +386,52 @@ class LakeResource(dg.ConfigurableResource):
         """Our commit, found by its token, and the commit before it (None for a new table), from one read of the
         history. Delta records no commit for a write that changes nothing (no rows written, none replaced): then
         the table's current version, with no metrics, and that version as the previous one."""
-        from delta.tables import DeltaTable
-
-        history = [r.asDict(recursive=True) for r in DeltaTable.forPath(self.session(), uri).history(10).collect()]
+        history = _history(self._delta_rs(uri), 10)
         for i, row in enumerate(history):
-            meta = row["userMetadata"]
+            meta = row.get("userMetadata")
             if meta and token in meta:
                 return row, (history[i + 1] if i + 1 < len(history) else None)
         return ({"version": history[0]["version"], "operation": "NONE (nothing to change)",
                  "operationMetrics": {"numOutputRows": "0", "numFiles": "0", "numOutputBytes": "0"}}, history[0])
+
+
+def _history(table, limit: int) -> list[dict]:
+    """delta-rs history rows (commitInfo), newest first, with the fields Spark's DESCRIBE HISTORY names."""
+    out = []
+    for row in table.history(limit):
+        row = dict(row)
+        row.setdefault("operationMetrics", {})
+        row.setdefault("userMetadata", None)
+        out.append(row)
+    return sorted(out, key=lambda r: -int(r["version"]))
+
+
+def _spark_schema(table):
+    """The Spark schema of a Delta table, from its log (Delta stores the Spark StructType as JSON)."""
+    from pyspark.sql import types as T
+
+    return T.StructType.fromJson(json.loads(table.schema().to_json()))
+
+
+_QUEUE: queue.Queue = queue.Queue()
+_REGISTRAR: threading.Thread | None = None
+_REGISTRAR_LOCK = threading.Lock()
+
+
+def _register_queued() -> None:
+    while True:
+        lake, key = _QUEUE.get()
+        try:
+            lake.register(key)
+        except Exception as exc:  # noqa: BLE001 - the table is written; only its catalog name is missing
+            log.warning("could not register %s in the catalog: %s", catalog_name(key), str(exc).splitlines()[0])
+        finally:
+            _QUEUE.task_done()
+
+
+def flush_registrations() -> None:
+    """Wait until every table written by this process is registered in the catalog."""
+    _QUEUE.join()
 
 
 def _same_location(a: str, b: str) -> bool:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from ecommerce_lake.platform.lake import table_parts
+from ecommerce_lake.platform.lake import delta_rs_location, table_parts
 
 _CACHE: dict[tuple, tuple[int, object]] = {}
 _LOCK = threading.Lock()
@@ -30,25 +30,10 @@ class LakeReaderResource(dg.ConfigurableResource):
 
     def _uri(self, key: dg.AssetKey) -> str:
         layer, table = table_parts(key)
-        root = self.root.rstrip("/")
-        if root.startswith("s3a://"):
-            root = "s3://" + root[len("s3a://"):]
-        return f"{root}/{layer}/{table}"
+        return delta_rs_location(f"{self.root.rstrip('/')}/{layer}/{table}")[0]
 
     def _storage_options(self) -> dict[str, str] | None:
-        if not self.root.startswith("s3a://"):
-            return None
-        options = {"AWS_REGION": self.s3_region}
-        if self.s3_endpoint:
-            options["AWS_ENDPOINT_URL"] = self.s3_endpoint
-            if self.s3_endpoint.startswith("http://"):
-                options["AWS_ALLOW_HTTP"] = "true"
-        if self.s3_path_style:
-            options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
-        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            if os.environ.get(var):
-                options[var] = os.environ[var]
-        return options
+        return delta_rs_location(self.root, self.s3_endpoint, self.s3_region, self.s3_path_style)[1]
 
     def _table(self, key: dg.AssetKey):
         from deltalake import DeltaTable

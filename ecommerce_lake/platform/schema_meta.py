@@ -242,12 +242,14 @@ class ValidationReport:
 
 
 def validate(
-    df: DataFrame, schema: pa.DataFrameSchema, sample_size: int = 5, key_scope: DataFrame | None = None
+    df: DataFrame, schema: pa.DataFrameSchema, sample_size: int = 5, key_scope: DataFrame | None = None,
+    narrow: bool = True,
 ) -> ValidationReport:
     """Evaluate every rule of ``schema`` on ``df`` in one aggregation.
 
     Key uniqueness is evaluated on ``key_scope`` when given (e.g. the whole table, when ``df`` holds only the
-    partitions just written: a key must be unique across partitions too), else in the same aggregation.
+    partitions just written: a key must be unique across partitions too), else in the same aggregation; on the
+    rows of ``key_scope`` that share a key with ``df`` (``narrow``: a big table), or on all of it (a small one).
     """
     from pyspark.sql import functions as F
 
@@ -288,7 +290,7 @@ def validate(
             # rows of the whole table sharing a key with the checked rows (a key must be unique across partitions)
             # (the checked keys are computed first: Spark then broadcasts a few days' keys instead of shuffling
             # the whole table)
-            key_df = semi_join_keys(key_scope.select(*key), df, key, held)
+            key_df = semi_join_keys(key_scope.select(*key), df, key, held) if narrow else key_scope.select(*key)
             krow = key_df.agg(F.count(F.lit(1)).alias("n"),
                               F.count_distinct(F.struct(*[F.col(k) for k in key])).alias("d")).collect()[0]
             key_rows, distinct_keys = int(krow["n"]), krow["d"]

@@ -1,23 +1,28 @@
 """The Spark resource: one SparkSession per process, shared by every asset and check of a run.
 
-Dagster runs every step of our jobs in the run's own process (the in-process executor, see
-``ecommerce_lake.definitions``), so the JVM starts once per run, not once per asset.
+When the engine (``ecommerce_lake.platform.engine``, a Spark Connect server) is up for this configuration, the
+session is a thin client of it: the run process starts no JVM and finds the engine's JIT warm. Otherwise the
+process starts its own local SparkSession, once: Dagster runs every step of our jobs in the run's own process
+(the in-process executor, see ``ecommerce_lake.definitions``), so that JVM starts once per run, not per asset.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
 
+from ecommerce_lake.platform import engine
 from ecommerce_lake.platform.jars import resolve_jars
 
 if TYPE_CHECKING:
@@ -31,13 +36,20 @@ SECRET_CONF = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "secret", "password
 _SESSION: SparkSession | None = None
 _FINGERPRINT: tuple | None = None
 _STARTUP_SECONDS: float | None = None
-_STARTS = 0  # SparkSessions this process has started (a long-lived run worker reports it)
+_STARTS = 0  # in-process SparkSessions (JVMs) this process has started
+_INFO: SessionInfo | None = None
+_RUN: tuple[Any, str, Any] | None = None  # (instance, run id, log) of the Dagster run this process executes
+_TAGGED: tuple[str, str] | None = None
+SPARK_TAG = "ecommerce_lake/spark"  # run tag: the Spark a run used ("engine sc://..." or "in-process local[*]")
+SPARK_SESSION_TAG = "ecommerce_lake/spark_session"
 
 
 class SparkResource(dg.ConfigurableResource):
     """Builds (once per process) a SparkSession configured for Delta Lake and the Hive catalog."""
 
     master: str = Field(default="local[*]", description="Spark master URL: local[*] or spark://host:port.")
+    remote: str = Field(default="", description="Spark Connect URL of the engine (sc://host:port) used when it is "
+                        "up; empty or 'off': in-process Spark only.")
     app_name: str = "ecommerce_lake"
     shuffle_partitions: int = Field(default=4, description="spark.sql.shuffle.partitions (AQE coalesces further).")
     driver_memory: str = "4g"
@@ -122,32 +134,113 @@ class SparkResource(dg.ConfigurableResource):
         conf.update(self.extra_conf)
         return conf
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Remember the run, so the run's log says which Spark it uses and the run is tagged with it."""
+        global _RUN
+        if context.instance is not None and context.run_id:
+            _RUN = (context.instance, context.run_id, context.log)
+
     def get_session(self) -> SparkSession:
-        """The process's SparkSession, created on first use and reused afterwards."""
-        global _SESSION, _FINGERPRINT, _STARTUP_SECONDS, _STARTS
+        """The process's SparkSession, created on first use and reused afterwards: a client session on the engine
+        (``ECOMMERCE_LAKE_SPARK_REMOTE``) when one is up for this configuration, else in-process local Spark."""
+        global _SESSION, _FINGERPRINT, _STARTUP_SECONDS, _STARTS, _INFO
         conf = self.spark_conf()
-        fingerprint = tuple(sorted(conf.items()))
+        fingerprint = (self.remote, tuple(sorted(conf.items())))
         with _LOCK:
-            if _SESSION is not None and _SESSION_alive(_SESSION):
+            if _SESSION is not None and _session_alive(_SESSION):
                 if fingerprint == _FINGERPRINT:
+                    _activate(_SESSION)
+                    _tag_run()
                     return _SESSION
-                changed = sorted(k for k, v in conf.items() if dict(_FINGERPRINT or ()).get(k) != v)
+                changed = sorted(k for k, v in conf.items() if dict((_FINGERPRINT or ("", ()))[1]).get(k) != v)
                 log.warning("Spark configuration changed (%s); restarting the SparkSession", ", ".join(changed))
-                _SESSION.stop()
+                _stop(_SESSION)
                 _SESSION = None
+            started = time.monotonic()
+            fallback = ""
+            if not engine.is_disabled(self.remote):
+                conn = engine.connect(self.remote, conf)
+                if conn.session is not None:
+                    _STARTUP_SECONDS = time.monotonic() - started
+                    _INFO = SessionInfo("engine", self.remote, conn.session.session_id, conn.ui_url, conn.registry)
+                    _SESSION, _FINGERPRINT = conn.session, fingerprint
+                    _say(f"Spark: the engine at {self.remote} (Spark Connect session {conn.session.session_id}, "
+                         f"connected in {_STARTUP_SECONDS:.2f} s)")
+                    atexit.register(stop_session)  # closes the session on the engine (its cached data too)
+                    _tag_run()
+                    return conn.session
+                fallback = conn.reason
             from dagster_pyspark.resources import spark_session_from_config
 
-            started = time.monotonic()
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             session = spark_session_from_config(conf)
             session.sparkContext.setLogLevel("WARN")
             quiet_jvm_loggers(session)
             _STARTUP_SECONDS = time.monotonic() - started
             _STARTS += 1
-            log.info("SparkSession started on %s in %.1f s", self.master, _STARTUP_SECONDS)
+            _INFO = SessionInfo("in-process", self.master, session.sparkContext.applicationId, "", "")
             _SESSION, _FINGERPRINT = session, fingerprint
+            why = (f"{fallback}; " if fallback else "") if not engine.is_disabled(self.remote) else \
+                "ECOMMERCE_LAKE_SPARK_REMOTE is off; "
+            _say(f"Spark: {why}started in-process Spark on {self.master} in {_STARTUP_SECONDS:.1f} s"
+                 + (" (`ecommerce-lake engine start` keeps a warm engine for every run)"
+                    if fallback and "listening" in fallback else ""),
+                 warn=bool(fallback) and "listening" not in fallback)
             atexit.register(stop_session)  # a clean stop: cluster masters record the application as finished
+            _tag_run()
             return session
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """Which Spark the process uses: ``engine`` (a Spark Connect client) or ``in-process`` (its own JVM)."""
+
+    kind: str
+    address: str  # the engine's sc:// URL, or the in-process master
+    session_id: str  # Connect session id, or the in-process application id
+    ui_url: str  # the engine's status REST API ("" in-process: read through the JVM)
+    registry: str  # the engine's catalog registry file ("" when none)
+
+    @property
+    def label(self) -> str:
+        return (f"engine {self.address}" if self.kind == "engine" else f"in-process {self.address}")
+
+
+def session_info() -> SessionInfo | None:
+    """How this process reaches Spark (None before the first ``get_session``)."""
+    return _INFO
+
+
+def is_remote(session) -> bool:
+    return type(session).__module__.startswith("pyspark.sql.connect")
+
+
+def _activate(session) -> None:
+    """Make a Connect session the calling thread's active session too. Connect keeps the active session per
+    thread; Spark ML's remote calls (a fitted model's attributes) look it up there, and the session may have been
+    created on another thread (``start_in_background``)."""
+    if is_remote(session):
+        type(session)._set_default_and_active_session(session)  # pyspark's own helper; sets only what is unset
+
+
+def _say(message: str, warn: bool = False) -> None:
+    (log.warning if warn else log.info)(message)
+    if _RUN is not None and _RUN[2] is not None:
+        with contextlib.suppress(Exception):
+            (_RUN[2].warning if warn else _RUN[2].info)(message)
+
+
+def _tag_run() -> None:
+    """Tag the current Dagster run with the Spark it ran on (``ecommerce_lake/spark``): the UI shows it on the
+    run, and tests prove a run went through the engine."""
+    global _TAGGED
+    if _RUN is None or _INFO is None or _TAGGED == (_RUN[1], _INFO.session_id):
+        return
+    instance, run_id, _ = _RUN
+    with contextlib.suppress(Exception):
+        instance.add_run_tags(run_id, {SPARK_TAG: _INFO.label, SPARK_SESSION_TAG: _INFO.session_id})
+        _TAGGED = (run_id, _INFO.session_id)
 
 
 def start_in_background(resource: SparkResource) -> threading.Thread:
@@ -167,11 +260,23 @@ def start_in_background(resource: SparkResource) -> threading.Thread:
     return thread
 
 
-def _SESSION_alive(session: SparkSession) -> bool:
+def _session_alive(session: SparkSession) -> bool:
     try:
+        if is_remote(session):
+            return not session.is_stopped
         return not session.sparkContext._jsc.sc().isStopped()  # type: ignore[union-attr]
     except Exception:
         return False
+
+
+def _stop(session) -> None:
+    if is_remote(session):
+        with contextlib.suppress(Exception):
+            session.interruptAll()  # a run that ends (or is terminated) leaves nothing running on the engine
+        engine.close(session)
+        return
+    with contextlib.suppress(Exception):
+        session.stop()
 
 
 def session_startup_seconds() -> float | None:
@@ -185,30 +290,19 @@ def sessions_started() -> int:
 
 
 def stop_session() -> None:
-    global _SESSION, _FINGERPRINT
+    global _SESSION, _FINGERPRINT, _INFO
     with _LOCK:
         if _SESSION is not None:
-            _SESSION.stop()
-        _SESSION, _FINGERPRINT = None, None
-
-
-_QUIET_LOGGERS = (
-    # Expected and harmless in this setup; they would bury the useful lines.
-    "org.apache.spark.sql.catalyst.csv.CSVHeaderChecker",  # we read CSVs by position, with our own names
-    "org.apache.spark.sql.hive.HiveExternalCatalog",  # "no Hive SerDe for delta" on every registration
-    "org.apache.hadoop.hive.metastore.ObjectStore",
-    "org.apache.hadoop.hive.metastore.RetryingHMSHandler",
-    "org.apache.spark.util.SparkStringUtils",
-    "org.apache.hadoop.util.NativeCodeLoader",
-    "org.apache.spark.sql.internal.SharedState",
-    "DataFrameQueryContextLogger",  # repeats every analysis error with a full JVM stack; Python raises it anyway
-)
+            _stop(_SESSION)
+            if is_remote(_SESSION):
+                os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+        _SESSION, _FINGERPRINT, _INFO = None, None, None
 
 
 def quiet_jvm_loggers(session: SparkSession) -> None:
     jvm = session.sparkContext._jvm  # type: ignore[union-attr]
     level = jvm.org.apache.logging.log4j.Level.ERROR
-    for name in _QUIET_LOGGERS:
+    for name in engine.QUIET_LOGGERS:
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, level)
 
 

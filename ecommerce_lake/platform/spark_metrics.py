@@ -45,7 +45,13 @@ def _status_json(spark, what: str) -> list[dict]:
 
 
 def jobs_since(spark, since_ms: int) -> StepSparkMetrics:
-    """Sum the task metrics of every stage of every job submitted at or after ``since_ms`` (epoch ms)."""
+    """Sum the task metrics of every stage of every job submitted at or after ``since_ms`` (epoch ms): this
+    process's jobs in its own JVM, or, on the engine, the jobs the engine ran for this process's session (read
+    from the engine's status REST API, which lists each job with its Connect session's tag)."""
+    from ecommerce_lake.platform.spark import is_remote
+
+    if is_remote(spark):
+        return _engine_jobs_since(since_ms)
     out = StepSparkMetrics()
     sc = spark.sparkContext._jsc.sc()
     try:
@@ -61,8 +67,29 @@ def jobs_since(spark, since_ms: int) -> StepSparkMetrics:
         stage_ids.update(job.get("stageIds") or ())
     if not stage_ids:
         return out
+    return _add_stages(out, stage_ids, _status_json(spark, "stages"))
+
+
+def _engine_jobs_since(since_ms: int) -> StepSparkMetrics:
+    from ecommerce_lake.platform.engine import engine_jobs
+    from ecommerce_lake.platform.spark import session_info
+
+    out = StepSparkMetrics()
+    info = session_info()
+    if info is None or not info.ui_url:
+        return out
+    try:
+        jobs, stages = engine_jobs(info.ui_url, info.session_id, since_ms)
+    except Exception as exc:  # noqa: BLE001 - figures, not results: a missing figure must not fail a write
+        log.debug("no Spark metrics from the engine's REST API at %s: %s", info.ui_url, exc)
+        return out
+    out.jobs = len(jobs)
+    return _add_stages(out, {sid for j in jobs for sid in j.get("stageIds") or ()}, stages)
+
+
+def _add_stages(out: StepSparkMetrics, stage_ids: set[int], stages: list[dict]) -> StepSparkMetrics:
     last_attempt: dict[int, dict] = {}
-    for stage in _status_json(spark, "stages"):
+    for stage in stages:
         sid = stage["stageId"]
         if sid in stage_ids and (sid not in last_attempt or stage["attemptId"] > last_attempt[sid]["attemptId"]):
             last_attempt[sid] = stage

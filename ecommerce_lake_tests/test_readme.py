@@ -1,0 +1,125 @@
+"""The README's commands, run literally as a newcomer types them (``.venv/bin/ecommerce-lake ...`` from the
+repository root, with nothing of the virtual environment on PATH), against a small lake of their own: the demo
+with smaller sample data, a query, the UI (webserver, daemon, engine), and the walk-through of a new export
+arriving while the UI is up: ``generate --next``, then the landing sensor and declarative automation refresh that
+day up to curated.daily_sales, each run on the engine."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+
+from ecommerce_lake_tests.servers import REPO, port_open, wait_for
+
+README = (REPO / "README.md").read_text()
+DEMO_ARGS = "--days 8 --lines 800 --customers 300 --products 25 --end-date 2025-11-30"
+
+
+def readme_commands() -> list[str]:
+    """Every command line of the README's shell blocks that calls the installed CLI, in order."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith(".venv/bin/ecommerce-lake"):
+                commands.append(line)
+    return commands
+
+
+@pytest.fixture(scope="module")
+def newcomer(tmp_path_factory, engine):
+    """The environment of a shell in the repository: its own ECOMMERCE_LAKE_HOME, no virtualenv on PATH."""
+    home = tmp_path_factory.mktemp("readme_home")
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p and "/venv" not in p)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "DAGSTER_HOME", "PYTHONPATH")}
+    env.update(PATH=path, ECOMMERCE_LAKE_HOME=str(home), ECOMMERCE_LAKE_DEMO_GENERATE_ARGS=DEMO_ARGS)
+    return env, home
+
+
+def _sh(command: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_readme_names_the_commands_this_test_runs():
+    commands = readme_commands()
+    for expected in ("ecommerce-lake sql", "ecommerce-lake ui", "ecommerce-lake generate --next",
+                     "ecommerce-lake engine start"):
+        assert any(c.startswith(f".venv/bin/{expected}") for c in commands), (expected, commands)
+    assert 'ECOMMERCE_LAKE_DEMO_GENERATE_ARGS="--days 90 --lines 50000" bash scripts/demo' in README
+
+
+def test_the_demo_then_every_readme_command_as_written(newcomer):
+    env, home = newcomer
+    # the README's smaller demo, with smaller sample data still (install, generate, run: all on the engine)
+    demo = _sh("bash scripts/demo", env, timeout=1800)
+    assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
+    assert "SUCCESS" in demo.stdout and "(Spark: engine sc://" in demo.stdout, demo.stdout[-3000:]
+    for command in readme_commands():
+        if " ui" in command or "generate --next" in command:
+            continue  # below: the UI walk-through
+        result = _sh(command, env)
+        assert result.returncode == 0, (command, result.stdout[-3000:], result.stderr[-3000:])
+        if " sql " in command:
+            assert "county_code" in result.stdout and "on engine sc://" in result.stderr, result.stderr
+        if "engine start" in command:  # the test session's engine serves this lake's configuration
+            assert "already running" in result.stdout, result.stdout
+    status = _sh(".venv/bin/ecommerce-lake engine status", env)
+    assert status.returncode == 0 and "running" in status.stdout, status.stdout + status.stderr
+
+
+def test_the_ui_walk_through_a_new_export_reaches_curated(newcomer):
+    """``.venv/bin/ecommerce-lake ui`` (it used to exec ``dagster`` by name and crash without the venv on PATH),
+    then ``generate --next``: the sensor and automation refresh that day while we watch."""
+    env, home = newcomer
+    if port_open(3000):
+        pytest.fail("port 3000 (the README's UI address) is in use on this machine")
+    log = home / "ui.log"
+    with log.open("w") as out:
+        ui = subprocess.Popen(["bash", "-c", ".venv/bin/ecommerce-lake ui"], cwd=REPO, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:3000/server_info", timeout=5).status == 200, 240,
+                 "ecommerce-lake ui on http://127.0.0.1:3000", ui, log)
+        assert "engine: already running" in log.read_text()  # the session's engine: ui did not start another
+        time.sleep(15)  # the daemon's first sensor tick sees the lake as the demo left it
+        nxt = _sh(".venv/bin/ecommerce-lake generate --next", env)
+        assert nxt.returncode == 0, nxt.stderr
+        batch = re.search(r"generated batch (\S+)", nxt.stdout).group(1)
+        day = batch[:10]
+        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster_home")))
+        try:
+            def refreshed():
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(["curated", "daily_sales"]),
+                                          asset_partitions=[day]), limit=1).records
+                return records[0] if records else None
+
+            record = wait_for(refreshed, 600, f"curated/daily_sales {day} refreshed by sensor and automation", ui,
+                              log)
+            runs = [rec.dagster_run for rec in instance.get_run_records(limit=50)
+                    if rec.create_timestamp.timestamp() >= record.timestamp - 600]
+            by_sensor = [r for r in runs if r.tags.get("ecommerce_lake/batch_id") == batch]
+            assert by_sensor and by_sensor[0].status == dg.DagsterRunStatus.SUCCESS, [r.tags for r in runs]
+            run = instance.get_run_by_id(record.run_id)
+            assert run.tags.get("dagster/from_automation_condition") == "true", run.tags
+            for r in [*by_sensor, run]:  # every run of the walk-through went through the engine
+                assert r.tags.get("ecommerce_lake/spark", "").startswith("engine sc://"), r.tags
+        finally:
+            instance.dispose()
+    finally:
+        os.killpg(ui.pid, signal.SIGINT)
+        try:
+            ui.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+    assert "Traceback" not in log.read_text().split("KeyboardInterrupt")[0], log.read_text()[-4000:]
