@@ -278,13 +278,22 @@ def evaluate_checks(context: dg.AssetExecutionContext, lake: LakeResource, quali
     if not work:
         return
     results: dict[int, list[dg.AssetCheckResult]] = {i: [] for i in range(len(plans))}
+    took: list[tuple[float, str]] = []  # (seconds, which checks): the slowest are named in the log
+
+    def timed(i: int, fn: Callable[[], list[dg.AssetCheckResult]]) -> list[dg.AssetCheckResult]:
+        t = time.monotonic()
+        out = fn()
+        names = "+".join(r.check_name for r in out) or "-"
+        took.append((time.monotonic() - t, f"{plans[i][0].schema.name}:{names}"))
+        return out
+
     try:
         if len(work) == 1:
-            results[work[0][0]] = work[0][1]()
+            results[work[0][0]] = timed(*work[0])
         else:
             with concurrent.futures.ThreadPoolExecutor(max_workers=CHECK_THREADS,
                                                        thread_name_prefix="checks") as pool:
-                futures = [(i, pool.submit(fn)) for i, fn in work]
+                futures = [(i, pool.submit(timed, i, fn)) for i, fn in work]
                 for i, future in futures:
                     results[i].extend(future.result())
     finally:
@@ -299,7 +308,8 @@ def evaluate_checks(context: dg.AssetExecutionContext, lake: LakeResource, quali
             context.log.info(f"{c.schema.name}: {len(table_results)} checks"
                              + (f"; not passing: {', '.join(failed)}" if failed else ", all passed"))
         yield from table_results
-    context.log.info(f"checks of {len(plans)} table(s) in {time.monotonic() - started:.1f} s")
+    slowest = ", ".join(f"{what} {seconds:.1f} s" for seconds, what in sorted(took, reverse=True)[:3])
+    context.log.info(f"checks of {len(plans)} table(s) in {time.monotonic() - started:.1f} s (slowest: {slowest})")
 
 
 def _row_count_change(

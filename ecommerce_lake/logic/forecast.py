@@ -225,9 +225,13 @@ def build_features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
                        (_span("__r_pu", pw, h, h + 27) / 28).alias("product_mean_28"),
                        _span("__r_pu", pw, h, h + 90).alias("__product_91")))
     cal = calendar(spark, first, last)
+    # the former provinces' rank in alphabetical order (1 = Central ...): from the table itself, without a window
+    # over all counties (a single-partition sort Spark warns about)
+    provinces = sorted({r["former_province"] for r in counties.select("former_province").distinct().collect()})
+    province_index = F.create_map(*[x for i, p in enumerate(provinces, start=1) for x in (F.lit(p), F.lit(i))])
     county_attrs = counties.select(
         "county_code", F.log(F.col("population_2019").cast("double")).alias("log_population"),
-        F.dense_rank().over(Window.orderBy("former_province")).alias("province_index"))
+        F.element_at(province_index, F.col("former_province")).alias("province_index"))
     cat_index = F.create_map(*[x for i, c in enumerate(categories) for x in (F.lit(c), F.lit(i))])
     frame = (feats.join(F.broadcast(product), ["product_id", "date"])
              .join(F.broadcast(cal), "date").join(F.broadcast(county_attrs), "county_code", "left")
