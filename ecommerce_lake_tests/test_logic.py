@@ -181,7 +181,13 @@ def test_rolling_forecast_features_match_pandas(spark):
     got = table.frame.select("product_id", "county_code", "date", "mean_28", "mean_91", "nonzero_share_91",
                              "net_price_91", "discount_share_91", "price_change_28_91", "product_mean_28",
                              "product_mean_91", "county_share_91").toPandas()
+    provinces = table.frame.select("county_code", "province_index").distinct().toPandas()
     table.frame.unpersist()
+    # the former province's rank in alphabetical order, from the shipped county list (pandas)
+    ref = pd.read_csv(REPO / "ecommerce_lake" / "data" / "kenya_counties.csv")
+    rank = ref.set_index("county_code")["former_province"].rank(method="dense").astype(int)
+    assert {int(r.county_code): int(r.province_index) for r in provinces.itertuples()} == \
+        {c: int(rank[c]) for c in (1, 47)}
 
     # pandas: a dense calendar per series, sums over the days d-118 .. d-28 (91) and d-55 .. d-28 (28)
     sales = pd.DataFrame(rows, columns=["date", "county_code", "product_id", "category", "units", "net"])

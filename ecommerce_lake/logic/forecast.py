@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecommerce_lake.platform.schema_meta import conform
+from ecommerce_lake.reference import counties as reference_counties
 from ecommerce_lake.schemas import ml as schemas
 
 log = logging.getLogger(__name__)
@@ -225,9 +226,9 @@ def build_features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
                        (_span("__r_pu", pw, h, h + 27) / 28).alias("product_mean_28"),
                        _span("__r_pu", pw, h, h + 90).alias("__product_91")))
     cal = calendar(spark, first, last)
-    # the former provinces' rank in alphabetical order (1 = Central ...): from the table itself, without a window
-    # over all counties (a single-partition sort Spark warns about)
-    provinces = sorted({r["former_province"] for r in counties.select("former_province").distinct().collect()})
+    # the former provinces' rank in alphabetical order (1 = Central ...), from the reference data refined.counties
+    # is built from: no Spark job, and no window over all counties (a single-partition sort Spark warns about)
+    provinces = sorted({c.former_province for c in reference_counties()})
     province_index = F.create_map(*[x for i, p in enumerate(provinces, start=1) for x in (F.lit(p), F.lit(i))])
     county_attrs = counties.select(
         "county_code", F.log(F.col("population_2019").cast("double")).alias("log_population"),
