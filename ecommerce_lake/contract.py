@@ -91,6 +91,7 @@ CORRUPT_COLUMN = "_corrupt_record"  # the raw line when the CSV row has the wron
 # order; all broken rules are listed too).
 REJECT_RULES: dict[str, str] = {
     "malformed_row": "the CSV row has a different number of fields than its header",
+    "not_utf8": "the row holds bytes that are not UTF-8 (each shown as U+FFFD in the rejects)",
     "missing_required_value": "a required column is empty",
     "unparseable_number": "a number is not a decimal with '.' as decimal point (at most 2 decimals for KES)",
     "unparseable_date": "a date is not YYYY-MM-DD (or not a real date)",

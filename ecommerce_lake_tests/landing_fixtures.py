@@ -200,5 +200,8 @@ def add_handmade_batches(landing: Path) -> dict:
     _write(landing / b4, "order_items.csv", rows4, header=header, bom=True,
            raw_lines=['1,TO01,P00006,11,,10.00,"extra",surplus-field'])
     EXPECTED_REJECTS[(b4, "order_items.csv", 3)] = "malformed_row"
+    with (landing / b4 / "order_items.csv").open("ab") as fh:  # Latin-1 bytes where UTF-8 is the contract
+        fh.write(b'1,TO01,P00006,12,,10.00,"caf\xe9 cr\xe8me"\n')
+    EXPECTED_REJECTS[(b4, "order_items.csv", 4)] = "not_utf8"
     (landing / b4 / "_SUCCESS").write_text("")
     return {"cancelled_order": cancelled_order, "rejected_batch": "2025-12-02", "incomplete_batch": "2025-12-03"}

@@ -59,7 +59,7 @@ def read_landing(root: Path) -> Landing:
         files: dict[str, list[Row]] = {}
         problem = None
         for path in sorted(folder.glob("*.csv")):
-            with path.open(encoding="utf-8-sig", newline="") as fh:
+            with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:  # bytes not UTF-8: U+FFFD
                 reader = csv.reader(fh)
                 header = [h.strip().lower() for h in next(reader, [])]
                 missing = [c for c in REQUIRED.get(path.name, []) if c not in header]
@@ -68,7 +68,10 @@ def read_landing(root: Path) -> Landing:
                 rows = []
                 for i, record in enumerate(reader, start=1):
                     values = {h: (record[j] if j < len(record) else "") for j, h in enumerate(header)}
-                    rows.append(Row(folder.name, i, values, malformed=len(record) != len(header)))
+                    # a row with a field count other than the header's, or with bytes that are not UTF-8, is
+                    # rejected by the contract
+                    rows.append(Row(folder.name, i, values, malformed=len(record) != len(header)
+                                    or any("\ufffd" in field for field in record)))
                 files[path.name] = rows
         if problem:
             landing.rejected[folder.name] = problem

@@ -80,6 +80,16 @@ def test_top_ten_products_per_county(lake_run):
     assert any(len(v) == 10 for v in actual.values())
 
 
+KEYS = {"customers": ["customer_id"], "products": ["product_id"], "orders": ["order_id"],
+        "order_items": ["order_id", "line_number"], "payments": ["payment_id"]}
+
+
+def _landing_key(table: str, values: dict[str, str]) -> tuple:
+    """A row's key as the landing contract defines it: trimmed text; an order line's number as an integer."""
+    key = tuple(values.get(c, "").strip() for c in KEYS[table])
+    return (key[0], int(key[1])) if table == "order_items" else key
+
+
 def test_every_raw_row_is_kept_collapsed_or_rejected(lake_run):
     evaluations = {}
     instance = dg.DagsterInstance.get()
@@ -93,8 +103,22 @@ def test_every_raw_row_is_kept_collapsed_or_rejected(lake_run):
         rejected = lake_run.table(f"refined/{REJECTS_OF[table]}").where(F.col("table") == table).count()
         kept = lake_run.table(f"refined/{table}").count()
         assert md["rows_read"] == raw_rows and md["rows_rejected"] == rejected and md["rows_kept"] == kept
-        assert raw_rows == kept + md["duplicates_collapsed"] + rejected
-        assert md["rows_lost"] == 0 and md["duplicates_collapsed"] >= 0
+        # the check counts each class on its own: the equation holds because every row has exactly one fate
+        assert md["rows_read_kept"] == kept
+        assert raw_rows == md["rows_read_kept"] + md["duplicates_collapsed"] + rejected, md["equation"]
+        assert md["rows_lost"] == 0 and md["invalid_rows_missing_from_rejects"] == 0
+        # and independently, in plain Python over the landing files: every row not rejected repeats a key
+        # (collapsed) or is the first of its key (kept)
+        rejected_at = {(r["source_file"], r["row_number"]) for r in
+                       lake_run.table(f"refined/{REJECTS_OF[table]}").where(F.col("table") == table)
+                       .select("source_file", "row_number").collect()}
+        landing_rows = lake_run.landing.rows[table]
+        assert len(landing_rows) == raw_rows
+        survivors = [r for r in landing_rows if (f"{r.batch}/{table}.csv", r.row) not in rejected_at]
+        assert len(survivors) == raw_rows - rejected
+        keys = {_landing_key(table, r.values) for r in survivors}
+        assert len(keys) == kept, table
+        assert md["duplicates_collapsed"] == len(survivors) - len(keys), table
     assert evaluations["order_items"]["exact_duplicates"] >= 1
     assert evaluations["orders"]["older_versions"] > 0  # status changes arrive as new versions
 
@@ -287,3 +311,45 @@ def test_every_materialization_records_performance_figures(lake_run):
             assert v[f"spark/{name}"] >= 0, (key, name)
     refined = instance.get_latest_materialization_event(dg.AssetKey(["refined", "orders"])).asset_materialization
     assert refined.metadata["spark/shuffle_write_bytes"].value > 0  # refine_sales dedups and joins: it shuffles
+
+
+def test_rows_accounted_fails_on_a_lost_row_and_on_a_missing_reject(lake_run, settings, resources, tmp_path, spark):
+    """The check can fail: on a copy of the lake's customer tables, one kept customer deleted (its rows lose their
+    fate), then one reject deleted (an invalid row neither kept nor rejected)."""
+    import shutil
+
+    from ecommerce_lake.defs.common import CheckEnv, QualityResource
+    from ecommerce_lake.defs.refined import EXTRA
+    from ecommerce_lake.platform.lake import LakeResource
+
+    copy = tmp_path / "lake"
+    for table in ("raw/customers", "refined/customers", "refined/rejects"):
+        shutil.copytree(Path(settings.lake_root) / table, copy / table)
+    lake = LakeResource(root=str(copy), spark=resources["spark"])  # the session's engine, another root
+    check = next(e for e in EXTRA["customers"] if e.name == "rows_accounted")
+
+    def evaluate():
+        result = check.fn(CheckEnv(dg.build_asset_context(), lake, QualityResource()))
+        return {k: v.value for k, v in result.metadata.items()} | {"passed": result.passed}
+
+    before = evaluate()
+    assert before["passed"] and before["rows_lost"] == 0, before
+    victim = spark.read.format("delta").load(str(copy / "refined/customers")).orderBy("customer_id").first()
+    raw = lake_run.table("raw/customers").where(F.trim("customer_id") == victim["customer_id"]).count()
+    spark.sql(f"DELETE FROM delta.`{copy}/refined/customers` WHERE customer_id = '{victim['customer_id']}'")
+    lost = evaluate()
+    assert not lost["passed"]
+    assert lost["rows_lost"] == raw >= 1  # every raw row of that customer, counted directly
+    assert lost["rows_read"] == before["rows_read"] and "!=" in lost["equation"], lost["equation"]
+    assert victim["customer_id"] in str(lost["lost_sample"])
+
+    shutil.rmtree(copy / "refined/customers")
+    shutil.copytree(Path(settings.lake_root) / "refined/customers", copy / "refined/customers")
+    rejected = spark.read.format("delta").load(str(copy / "refined/rejects")).where("`table` = 'customers'")
+    gone = rejected.orderBy("source_file", "row_number").first()
+    spark.sql(f"DELETE FROM delta.`{copy}/refined/rejects` WHERE `table` = 'customers' AND "
+              f"source_file = '{gone['source_file']}' AND row_number = {gone['row_number']}")
+    missing = evaluate()
+    assert not missing["passed"]
+    assert missing["invalid_rows_missing_from_rejects"] == 1 and missing["rows_rejected"] == before["rows_rejected"] - 1
+    assert "!=" in missing["equation"]

@@ -84,14 +84,25 @@ def _msg(name: str, text: str) -> Column:
     return F.concat(_shown(name), F.lit(" " + text))
 
 
+REPLACEMENT = "\ufffd"  # what the CSV reader makes of bytes that are not UTF-8
+
+
 def _base_rules(spec: LandingFile) -> list[Rule]:
     missing_any = F.lit(False)
     for c in spec.required:
         missing_any = missing_any | ~present(c)
     missing = [F.when(~present(c), F.lit(c)) for c in spec.required]
+    # the CSV reader decodes bytes that are not UTF-8 as U+FFFD: such a row's text cannot be trusted
+    decoded = [F.coalesce(F.col(c), F.lit("")) for c in spec.columns]
+    decoded.append(F.coalesce(F.concat_ws("", F.map_values(F.col(EXTRA_COLUMN))), F.lit("")))
+    undecodable = [F.when(F.instr(F.col(c), REPLACEMENT) > 0, F.lit(c)) for c in spec.columns]
     return [
         Rule("malformed_row", F.col(CORRUPT_COLUMN).isNotNull(),
              F.lit("the row's field count differs from the header")),
+        Rule("not_utf8", F.instr(F.concat(*decoded), REPLACEMENT) > 0,
+             F.concat(F.lit("bytes that are not UTF-8 in: "),
+                      F.concat_ws(", ", *undecodable,
+                                  F.when(F.instr(decoded[-1], REPLACEMENT) > 0, F.lit("an extra column"))))),
         Rule("missing_required_value", missing_any,
              F.concat(F.lit("required value missing: "), F.concat_ws(", ", *missing))),
     ]

@@ -126,11 +126,15 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             if values is None:  # not announced by the asset: find them (one extra pass over the output)
                 values = [r[0] for r in obj.select(replace_key).distinct().collect() if r[0] is not None]
             values = sorted(str(v) for v in values)
-            if not values:
+            if not values and self.lake.exists(asset_key):
                 context.log.info(f"{name}: nothing new to write (no {replace_key} values); table unchanged")
                 self._record_unchanged(context)
                 return
-            predicates.append(partition_predicate(replace_key, None, None, values))
+            if not values:  # the first run found nothing to ingest: the table is created empty, so that what
+                # reads it downstream sees no rows instead of failing on a missing table
+                context.log.info(f"{name}: nothing to write yet (no {replace_key} values); created empty")
+            else:
+                predicates.append(partition_predicate(replace_key, None, None, values))
             if not context.has_asset_partitions:
                 partitions_written = values
         replace_where = " AND ".join(predicates) if predicates else None
