@@ -140,7 +140,7 @@ def test_landing_contract_doc_matches_the_contract():
         assert sorted(c.rstrip("*") for c in cells if c.endswith("*")) == sorted(spec.required), spec.filename
     from ecommerce_lake.contract import REJECT_RULES
 
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", text, flags=re.M))
     assert documented == set(REJECT_RULES)
 
 
