@@ -102,6 +102,10 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=target)]))
     job = defs.resolve_job_def(job_name)
     instance = instance or dg.DagsterInstance.get()
+    from ecommerce_lake.platform.dead_runs import process_tags, reap
+
+    reap(instance, say=lambda message: print(message, flush=True))  # a killed run must not hold the pools forever
+    tags.update(process_tags())
     started = time.monotonic()
     result = job.execute_in_process(
         instance=instance,

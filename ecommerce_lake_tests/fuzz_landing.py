@@ -64,7 +64,7 @@ class Row:
     values: dict[str, str]  # what was written (for kept rows: the clean values)
     kind: str  # "clean" or a DIRTY class
     instant: dt.datetime | None = None  # updated_at, for the version rule
-    raw_line: bytes | None = None  # written as-is instead of by the csv module
+    raw_line: bytes | str | None = None  # written as-is instead of by the csv module (str: as UTF-8)
     row_number: int = 0  # 1-based data record number within its file (set when written)
 
     @property
@@ -143,6 +143,25 @@ class Zone:
             if b.complete:
                 (folder / "_SUCCESS").write_text("")
 
+    def classes(self) -> set[str]:
+        """What the zone exercises, for hypothesis' statistics: row classes, file forms, BOM, CRLF, incomplete."""
+        out = set()
+        for b in self.batches:
+            if not b.complete:
+                out.add("batch: incomplete")
+            if b.rejected_for:
+                out.add(f"batch: rejected ({b.rejected_for})")
+            for f in b.files:
+                out.add(f"file: {f.form}")
+                if f.bom:
+                    out.add("file: byte-order mark")
+                if f.crlf:
+                    out.add("file: CRLF")
+                if f.form == "normal" and f.header != HEADERS[f"{f.table}.csv"]:
+                    out.add("file: header in other case/order/spacing")
+                out.update(f"row: {r.kind}" for r in f.rows)
+        return out
+
     def describe(self) -> str:
         out = []
         for b in self.batches:
@@ -168,7 +187,8 @@ def render(f: File) -> bytes:
     for n, row in enumerate(f.rows, start=1):
         row.row_number = n
         if row.raw_line is not None:
-            out.write(row.raw_line + newline.encode())
+            raw = row.raw_line.encode() if isinstance(row.raw_line, str) else row.raw_line
+            out.write(raw + newline.encode())
             continue
         text = io.StringIO()
         csv.writer(text, lineterminator=newline).writerow([row.values.get(c, "") for c in columns])

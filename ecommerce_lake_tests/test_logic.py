@@ -455,9 +455,14 @@ def test_next_batch_continues_the_landing_zones_history(tmp_path):
     old_payments = max(num(r.values["payment_id"], "PAY") for r in before.rows["payments"])
     assert min(num(r.values["payment_id"], "PAY") for r in new["payments"]) == old_payments + 1
     # the planner accepts it, for its own day and the days of the orders it updates
-    found = plan_new_batches(LandingResource(root=str(landing)), set(before.accepted), lambda ids: {})
+    found = plan_new_batches(LandingResource(root=str(landing)), set(before.accepted), lambda ids: {},
+                             today=dt.date(2025, 6, 30))
     planned = {p.batch.batch_id: p for p in found.planned}
     assert planned["2025-06-11"].accepted and dt.date(2025, 6, 11) in planned["2025-06-11"].days
+    # the planner's today is an argument, not the clock: days after it are clamped to it
+    early = plan_new_batches(LandingResource(root=str(landing)), set(before.accepted), lambda ids: {},
+                             today=dt.date(2025, 6, 10))
+    assert max(next(p for p in early.planned if p.batch.batch_id == "2025-06-11").days) == dt.date(2025, 6, 10)
 
 
 def test_the_only_windows_without_a_partition_rank_one_row_per_customer():

@@ -18,7 +18,7 @@ from ecommerce_lake.contract import BY_NAME, LANDING_FILES
 from ecommerce_lake.defs.common import (
     CheckEnv, ExtraCheck, QualityResource, TableChecks, evaluate_checks, asset_out, key_of, require_together,
 )
-from ecommerce_lake.logic.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw
+from ecommerce_lake.logic.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw, shown
 from ecommerce_lake.logic.plan import read_rows
 from ecommerce_lake.partitions import BATCH_TAG, DAILY, PARTITIONS_START, SINGLE_RUN, nairobi_today
 from ecommerce_lake.platform.frames import kept_keys, release
@@ -63,9 +63,12 @@ CHECKS = {
 
 
 def _selected_plan(context, landing: LandingResource, lake: LakeResource):
-    seen: set[str] = set()
+    seen: dict[str, str | None] = {}
     if lake.exists(BATCH_LOG_KEY):
-        seen = {r["batch_id"] for r in lake.read(BATCH_LOG_KEY, columns=["batch_id"]).collect()}
+        log = lake.read(BATCH_LOG_KEY)
+        has_fingerprint = "fingerprint" in log.columns  # absent in lakes written before fingerprints existed
+        seen = {r["batch_id"]: (r["fingerprint"] if has_fingerprint else None) for r in log.select(
+            "batch_id", "fingerprint" if has_fingerprint else F.lit(None).alias("fingerprint")).collect()}
     only = context.run.tags.get(BATCH_TAG)
     plan = plan_ingest(landing, seen, only=only)
     return plan, only
@@ -178,9 +181,11 @@ def _ingest_batches(context: dg.AssetExecutionContext, landing: LandingResource,
         + (f" (this run: batch {only})" if only else "")
     )
     for batch_id in plan.incomplete:
-        context.log.warning(f"batch {batch_id}: skipped, incomplete (no _SUCCESS marker yet)")
+        context.log.warning(f"batch {shown(batch_id)}: skipped, incomplete (no _SUCCESS marker yet)")
     for p in plan.rejected:
-        context.log.error(f"batch {p.batch_id}: REJECTED – {p.reason}")
+        context.log.error(f"batch {shown(p.batch_id)}: REJECTED – {p.reason}")
+    for r in plan.redelivered:
+        context.log.error(r.message)
 
     accepted_ids = [p.batch_id for p in plan.accepted]
     for name in BATCH_TABLES:
@@ -225,8 +230,10 @@ def _ingest_batches(context: dg.AssetExecutionContext, landing: LandingResource,
             "batches/rejected": len(plan.rejected),
             "batches/incomplete": len(plan.incomplete),
             "batches/already_ingested": plan.already_ingested,
+            "batches/redelivered_refused": len(plan.redelivered),
             "rows/ingested": sum(sum(v.values()) for v in file_rows.values()),
             "incomplete_batches": dg.MetadataValue.json(plan.incomplete[:100]),
+            "redelivered_batches": dg.MetadataValue.json([r.batch_id for r in plan.redelivered][:100]),
             "rejected_batches": dg.MetadataValue.md(
                 "| batch | reason |\n|---|---|\n" + rejected_md if rejected_md else "none"
             ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -41,10 +41,32 @@ class BatchPlan:
     headers: dict[str, list[str]] = field(default_factory=dict)  # filename -> header (as written)
     ignored_files: list[str] = field(default_factory=list)
     reason: str | None = None  # set when the whole batch is rejected
+    fingerprint: str | None = None  # LandingResource.fingerprint: its file names and contents
 
     @property
     def accepted(self) -> bool:
         return self.reason is None
+
+
+@dataclass(frozen=True)
+class Redelivery:
+    """A batch id already in raw.batch_log delivered again with other content: refused, the lake keeps the
+    first delivery."""
+
+    batch_id: str
+    ingested_fingerprint: str
+    fingerprint: str
+
+    @property
+    def message(self) -> str:
+        return (f"batch {shown(self.batch_id)}: REFUSED – delivered again with other content (fingerprint "
+                f"{self.fingerprint[:19]}…, ingested as {self.ingested_fingerprint[:19]}…); the lake keeps the first "
+                "delivery. Deliver corrections under a new batch id.")
+
+
+def shown(batch_id: str) -> str:
+    """A batch id fit for a log line: control and other non-printable characters escaped."""
+    return batch_id if batch_id.isprintable() else repr(batch_id)
 
 
 @dataclass
@@ -52,6 +74,7 @@ class IngestPlan:
     new: list[BatchPlan]
     incomplete: list[str]
     already_ingested: int
+    redelivered: list[Redelivery] = field(default_factory=list)
 
     @property
     def accepted(self) -> list[BatchPlan]:
@@ -68,6 +91,11 @@ def check_batch(landing: LandingResource, batch: Batch) -> BatchPlan:
     if not BATCH_ID_RE.match(batch.batch_id):
         plan.reason = f"batch id {batch.batch_id!r} has characters outside [A-Za-z0-9._:=+-]"
         return plan
+    if batch.irregular:  # nothing outside the landing root is ever read, and nothing but regular files
+        plan.reason = "holds what the landing zone never reads: " + ", ".join(
+            f"{'the batch folder' if name == '.' else repr(name)} ({what})" for name, what in batch.irregular)
+        return plan
+    plan.fingerprint = landing.fingerprint(batch)
     problems: list[str] = []
     for name in batch.files:
         spec = BY_FILENAME.get(name.lower())
@@ -93,21 +121,33 @@ def check_batch(landing: LandingResource, batch: Batch) -> BatchPlan:
     return plan
 
 
-def plan_ingest(landing: LandingResource, seen: set[str], only: str | None = None) -> IngestPlan:
-    """New complete batches (all of them, or just ``only``), validated against the contract."""
+def plan_ingest(landing: LandingResource, seen: Mapping[str, str | None] | set[str],
+                only: str | None = None) -> IngestPlan:
+    """New complete batches (all of them, or just ``only``), validated against the contract.
+
+    ``seen``: the batch ids in raw.batch_log, with the fingerprint each was ingested with (None for batches
+    logged before fingerprints existed, or rejected ones). A seen batch whose files now have another
+    fingerprint is listed in ``redelivered`` and not read."""
+    fingerprints = seen if isinstance(seen, Mapping) else dict.fromkeys(seen)
     new: list[BatchPlan] = []
     incomplete: list[str] = []
+    redelivered: list[Redelivery] = []
     already = 0
     for batch in landing.list_batches():
         if only is not None and batch.batch_id != only:
             continue
-        if batch.batch_id in seen:
+        if batch.batch_id in fingerprints:
             already += 1
+            before = fingerprints[batch.batch_id]
+            if before is not None and batch.complete and not batch.irregular:
+                now = landing.fingerprint(batch)
+                if now != before:
+                    redelivered.append(Redelivery(batch.batch_id, before, now))
         elif not batch.complete:
             incomplete.append(batch.batch_id)
         else:
             new.append(check_batch(landing, batch))
-    return IngestPlan(new, incomplete, already)
+    return IngestPlan(new, incomplete, already, redelivered)
 
 
 def raw_schema(spec: LandingFile) -> T.StructType:
@@ -200,6 +240,7 @@ def batch_log(
                 run_id,
                 p.arrival_day,
                 sorted(days.get(p.batch_id, [])),
+                p.fingerprint,
             )
         )
     return spark.createDataFrame(rows, struct_type(raw_schemas.batch_log))

@@ -196,16 +196,18 @@ def plan_days(
     batches: Iterable[Batch],
     existing_days: ExistingDays,
     files_of: Callable[[Batch], Iterable[str]] | None = None,
+    today: dt.date | None = None,
 ) -> dict[str, BatchDays]:
     """Days touched by each batch (processed in id order, as the ingestion does).
 
     Column at a time: an order line adds no day of its own unless it is malformed, has no order id, or its order
     is nowhere (not in its batch, an earlier batch of the run or the lake): in every other case its day is its
-    order's, which the order rows (or the orders already elsewhere) add.
+    order's, which the order rows (or the orders already elsewhere) add. ``today`` (default: today in Nairobi)
+    is the last day partition: later days are clamped to it.
     """
     planned: dict[str, BatchDays] = {}
     seen_in_run: dict[str, dt.date] = {}
-    today = nairobi_today()  # once per plan, not once per row
+    today = today or nairobi_today()  # once per plan, not once per row
     for batch in sorted(batches, key=lambda b: b.batch_id):
         names = {n.lower(): n for n in (files_of(batch) if files_of else batch.files)}
         arrival = batch.arrival_day
@@ -263,6 +265,7 @@ def plan_new_batches(
     existing_days: ExistingDays,
     after: str | None = None,
     limit: int | None = None,
+    today: dt.date | None = None,
 ) -> NewBatches:
     """New complete batches after ``after`` (at most ``limit``), validated, with the days they touch."""
     from ecommerce_lake.logic.ingest import check_batch
@@ -284,7 +287,7 @@ def plan_new_batches(
         todo.append((batch, check_batch(landing, batch)))
     headers = {b.batch_id: p.headers for b, p in todo if p.accepted}
     days = plan_days(landing, [b for b, p in todo if p.accepted], existing_days,
-                     files_of=lambda b: headers[b.batch_id].keys())
+                     files_of=lambda b: headers[b.batch_id].keys(), today=today)
     planned = [PlannedBatch(batch, p.accepted, p.reason, days[batch.batch_id].days if p.accepted else set())
                for batch, p in todo]
     return NewBatches(planned, incomplete, listed, truncated)

@@ -20,6 +20,7 @@ Production uses PostgreSQL (docker/dagster.prod.yaml), which pools its connectio
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -139,10 +140,18 @@ class PooledSqliteStorage(DagsterSqliteStorage):
     """``DagsterSqliteStorage`` (same layout under ``base_dir``) with :class:`PooledSqliteEventLogStorage`."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        super().__init__(base_dir, inst_data)
-        # Dagster's event log (built above: it creates the index database the first time, then holds nothing
-        # open) swapped for the pooled one over the same directory
-        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        # two processes opening a new instance at once (two runs started together) would both create the SQLite
+        # schema and one fails ("table backfill_tags already exists"): the creation is serialized by a file lock
+        os.makedirs(base_dir, exist_ok=True)
+        with open(os.path.join(base_dir, ".storage-init.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                super().__init__(base_dir, inst_data)
+                # Dagster's event log (built above: it creates the index database the first time, then holds
+                # nothing open) swapped for the pooled one over the same directory
+                self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # ty: ignore[invalid-method-override]

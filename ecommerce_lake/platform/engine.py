@@ -335,7 +335,7 @@ class Engine:
         st = EngineStatus(up=False, url=self.url, pid=state.get("pid"), started_at=state.get("started_at"),
                           ui_url=state.get("ui_url", ""), log=str(self.log_path))
         if not listening(host, port, timeout):
-            st.detail = "not running" + (f" (stale state of pid {st.pid})" if st.pid and not _alive(st.pid) else "")
+            st.detail = "not running" + (f" (stale state of pid {st.pid})" if st.pid and not process_alive(st.pid) else "")
             return st
         started = time.monotonic()
         conn = connect(self.url, self.spark.spark_conf(), timeout)
@@ -432,7 +432,7 @@ class Engine:
         state = self.state()
         pid = state.get("pid")
         host, port = parse_remote(self.url)
-        if not pid or not _alive(pid):
+        if not pid or not process_alive(pid):
             self._clear_state()
             if listening(host, port):
                 raise EngineError(f"something listens at {self.url} but no engine was started from {self.dir}; "
@@ -442,9 +442,9 @@ class Engine:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.25)
-        if _alive(pid):
+        if process_alive(pid):
             self._kill(pid)
         self._clear_state()
         progress(f"engine: stopped (pid {pid})")
@@ -466,7 +466,8 @@ class Engine:
             self.state_path.unlink()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

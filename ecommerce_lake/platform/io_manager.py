@@ -150,7 +150,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             f"{name}: wrote {'an unreported number of' if result.rows is None else result.rows} rows in "
             f"{'?' if result.files is None else result.files} files to {result.uri} "
             f"(Delta version {result.version}, {result.seconds:.1f} s"
-            + (f", replaceWhere {summarized(replace_where)}" if replace_where else ", full overwrite")
+            + (f", replaceWhere {printable(summarized(replace_where))}" if replace_where else ", full overwrite")
             + ")"
         )
         md = self._metadata(context, obj, result, partitions_written)
@@ -257,6 +257,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
 
 
 _IN_LIST = re.compile(r"IN \(((?:'(?:[^'\\]|\\.)*'(?:, )?){6,})\)")
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (a batch id may hold them)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def summarized(predicate: str) -> str:

@@ -33,6 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# what Delta's optimistic concurrency raises when another writer committed first (Delta 4.0 error classes and
+# the exception names of older releases)
+CONCURRENT_WRITE_ERRORS = (
+    "DELTA_CONCURRENT_APPEND", "DELTA_CONCURRENT_DELETE_READ", "DELTA_CONCURRENT_DELETE_DELETE",
+    "DELTA_CONCURRENT_TRANSACTION", "DELTA_CONCURRENT_WRITE", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED",
+    "ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+    "ProtocolChangedException",
+)
 _REGISTERED: dict[str, str] = {}  # catalog name -> location registered by this process
 _ROWS: dict[str, tuple[int, int | None]] = {}  # table URI -> (Delta version, rows)
 
@@ -246,6 +255,10 @@ class LakeResource(dg.ConfigurableResource):
         )
         if replace_where is not None:
             writer = writer.option("replaceWhere", replace_where)
+            if previous_schema is not None and _adds_columns(df.schema, previous_schema):
+                # the table's schema grew by columns only (an upgrade, e.g. raw.batch_log's fingerprint): the
+                # old rows read them as null
+                writer = writer.option("mergeSchema", "true")
         else:
             writer = writer.option("overwriteSchema", "true")
         if partition_by:
@@ -262,6 +275,15 @@ class LakeResource(dg.ConfigurableResource):
                     f"materialized (replaceWhere: {replace_where}). Nothing was written; the table stays at "
                     f"version {before.version() if before is not None else 'none'}. "
                     f"Delta said: {text.splitlines()[0]}"
+                ) from exc
+            conflict = next((c for c in CONCURRENT_WRITE_ERRORS if c in text), None)
+            if conflict is not None:
+                now = self._delta_rs(uri)
+                raise LakeError(
+                    f"asset {asset_key.to_user_string()!r}: another run committed to {uri} while this one was "
+                    f"writing it ({conflict}); this write was not committed, so the table holds the other run's "
+                    f"version {now.version() if now is not None else 'none'}, intact. Run again when the other "
+                    f"run has finished: re-runs are idempotent. Delta said: {text.splitlines()[0][:300]}"
                 ) from exc
             raise
         seconds = time.monotonic() - started
@@ -404,6 +426,13 @@ def _history(table, limit: int) -> list[dict]:
         row.setdefault("userMetadata", None)
         out.append(row)
     return sorted(out, key=lambda r: -int(r["version"]))
+
+
+def _adds_columns(new, old) -> bool:
+    """``new`` holds every column of ``old`` and more."""
+    old_names = {f.name for f in old.fields}
+    new_names = {f.name for f in new.fields}
+    return old_names < new_names
 
 
 def _spark_schema(table):

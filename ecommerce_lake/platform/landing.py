@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,6 +29,10 @@ class Batch:
     complete: bool
     files: tuple[str, ...] = field(default=())  # file names in the batch folder (without the marker)
     completed_at: dt.datetime | None = None  # when the _SUCCESS marker was written (UTC)
+    # entries the landing zone never reads: symbolic links (the batch folder itself is ".") and entries that are
+    # not regular files (sub-folders, pipes), each with what it is; a batch holding any is rejected whole
+    irregular: tuple[tuple[str, str], ...] = field(default=())
+    etags: tuple[tuple[str, str], ...] = field(default=())  # S3: (file name, ETag and size) from the listing
 
     @property
     def arrival_day(self) -> dt.date:
@@ -85,25 +91,34 @@ class LandingResource(dg.ConfigurableResource):
             for entry in entries:
                 if not entry.is_dir() or entry.name.startswith((".", "_")):
                     continue
-                names = sorted(os.listdir(entry.path))
-                completed_at = None
-                if SUCCESS_MARKER in names:
-                    mtime = os.stat(os.path.join(entry.path, SUCCESS_MARKER)).st_mtime
-                    completed_at = dt.datetime.fromtimestamp(mtime, dt.timezone.utc)
-                out.append(
-                    Batch(
-                        entry.name,
-                        SUCCESS_MARKER in names,
-                        tuple(n for n in names if n != SUCCESS_MARKER and not n.startswith(".")),
-                        completed_at,
-                    )
-                )
+                irregular: list[tuple[str, str]] = []
+                if entry.is_symlink():  # never followed: it could point anywhere outside the landing root
+                    irregular.append((".", "symbolic link"))
+                    out.append(Batch(entry.name, True, (), None, tuple(irregular)))
+                    continue
+                names, completed_at = [], None
+                with os.scandir(entry.path) as files:
+                    for f in files:
+                        if f.name.startswith("."):
+                            continue
+                        mode = f.stat(follow_symlinks=False).st_mode
+                        if stat.S_ISLNK(mode):
+                            irregular.append((f.name, "symbolic link"))
+                        elif not stat.S_ISREG(mode):
+                            irregular.append((f.name, "directory" if stat.S_ISDIR(mode) else "not a regular file"))
+                        elif f.name == SUCCESS_MARKER:
+                            completed_at = dt.datetime.fromtimestamp(f.stat().st_mtime, dt.timezone.utc)
+                        else:
+                            names.append(f.name)
+                complete = completed_at is not None or any(n == SUCCESS_MARKER for n, _ in irregular)
+                out.append(Batch(entry.name, complete, tuple(sorted(names)), completed_at, tuple(sorted(irregular))))
         return out
 
     def _list_s3(self, after: str | None = None) -> list[Batch]:
         bucket, prefix = self._bucket_prefix()
         client = self._s3()
         files: dict[str, list[str]] = {}
+        etags: dict[str, list[tuple[str, str]]] = {}
         completed: dict[str, dt.datetime] = {}
         paginator = client.get_paginator("list_objects_v2")
         kwargs = {"Bucket": bucket, "Prefix": prefix}
@@ -116,13 +131,32 @@ class LandingResource(dg.ConfigurableResource):
                 if not sep or not name or "/" in name or batch_id.startswith((".", "_")):
                     continue
                 files.setdefault(batch_id, []).append(name)
+                if name != SUCCESS_MARKER:
+                    etags.setdefault(batch_id, []).append((name, f"{obj.get('ETag', '')}:{obj.get('Size', '')}"))
                 if name == SUCCESS_MARKER:
                     completed[batch_id] = obj["LastModified"]
         return [
             Batch(b, SUCCESS_MARKER in names, tuple(sorted(n for n in names if n != SUCCESS_MARKER)),
-                  completed.get(b))
+                  completed.get(b), etags=tuple(sorted(etags.get(b, []))))
             for b, names in files.items()
         ]
+
+    def fingerprint(self, batch: Batch) -> str:
+        """A digest of what the batch holds: its file names and contents (sha256 of each file; on S3, the ETags
+        and sizes from the listing, so nothing is downloaded). A batch delivered again under an id already
+        ingested, with another fingerprint, is refused."""
+        digest = hashlib.sha256()
+        if self.is_s3:
+            for name, etag in batch.etags:
+                digest.update(f"{name}\0{etag}\n".encode())
+            return "s3:" + digest.hexdigest()
+        for name in batch.files:
+            file_digest = hashlib.sha256()
+            with open(Path(self.root) / batch.batch_id / name, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    file_digest.update(chunk)
+            digest.update(f"{name}\0{file_digest.hexdigest()}\n".encode())
+        return "sha256:" + digest.hexdigest()
 
     # ---- reading ------------------------------------------------------------------------------
     def read_text(self, batch_id: str, filename: str) -> str:

@@ -79,6 +79,10 @@ batch_log = table(
         "run_id": column(STRING, "Dagster run that processed it.", nullable=True),
         "arrival_day": column(DATE, "Nairobi date the batch's _SUCCESS marker was written.", nullable=True),
         "days": column(STRINGS, "Day partitions its sales rows (orders, order_items, payments) landed in."),
+        "fingerprint": column(STRING, "Digest of the batch's file names and contents when it was processed "
+                              "(sha256; on S3 from the ETags). The batch delivered again under its id with "
+                              "another fingerprint is refused. Null for batches rejected before reading their "
+                              "files and for rows written before fingerprints existed.", nullable=True),
     },
     key=["batch_id"],
 )

@@ -1,0 +1,76 @@
+"""Runs whose process died without finishing: failed, and their pool slots freed.
+
+A run killed with SIGKILL (or by the OOM killer, or a power cut) never reports its end: Dagster's storage keeps
+it STARTED, and the pool slots its steps claimed (the ingest pool, ``default_limit: 1``) stay taken, so every
+later run of that pool waits for a slot forever, saying nothing. The daemon's run monitoring catches this for
+runs it launched; a run of ``ecommerce-lake run`` is its own process, which nothing watches. So each such run is
+tagged with its host and process id, and before a run starts, :func:`reap` marks the runs of this host whose
+process is gone as failed and frees the slots of every run that has ended (or is gone) but still holds one.
+Public Dagster APIs only: ``DagsterInstance.get_runs``, ``report_run_failed`` and the event log storage's
+``get_concurrency_run_ids`` / ``free_concurrency_slots_for_run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+HOST_TAG = "ecommerce_lake/host"
+PID_TAG = "ecommerce_lake/pid"
+_UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+log = logging.getLogger(__name__)
+
+
+def process_tags() -> dict[str, str]:
+    """Tags that say which process executes a run (``ecommerce-lake run`` executes it in its own process)."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is still an ecommerce_lake / Dagster process (a reused pid is not)."""
+    from ecommerce_lake.platform.engine import process_alive
+
+    if not process_alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            return False
+        return b"ecommerce" in text or b"dagster" in text
+    return True
+
+
+def reap(instance: dg.DagsterInstance, say: Callable[[str], None] = log.warning) -> list[str]:
+    """Fail this host's runs whose process is gone; free the pool slots of runs that can no longer use them.
+    Returns the ids of the runs it failed."""
+    failed: list[str] = []
+    host = socket.gethostname()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED, tags={HOST_TAG: host})):
+        try:
+            pid = int(run.tags.get(PID_TAG, "0"))
+        except ValueError:
+            continue
+        if pid <= 0 or pid == os.getpid() or _alive(pid):
+            continue
+        instance.report_run_failed(
+            run, message=f"the process of this run (pid {pid} on {host}) ended without finishing it (killed?); "
+                         "marked failed by the next run, which freed its pool slots")
+        failed.append(run.run_id)
+        say(f"run {run.run_id} (pid {pid}) died without finishing (killed?): marked failed, its pool slots freed")
+    storage = instance.event_log_storage
+    for run_id in storage.get_concurrency_run_ids():
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            storage.free_concurrency_slots_for_run(run_id)
+            if run_id not in failed:
+                say(f"freed the pool slots still held by run {run_id}, which has "
+                    + ("ended" if run is not None else "been deleted"))
+    return failed
