@@ -479,3 +479,38 @@ def test_the_only_windows_without_a_partition_rank_one_row_per_customer():
             function = re.findall(r"^def (\w+)", text[:match.start()], flags=re.M)
             found.add((path.name, function[-1] if function else "<module>"))
     assert found == allowed, found
+
+
+def test_batch_fingerprint_follows_content_and_redelivery_is_checked_only_when_asked(tmp_path):
+    """A batch's fingerprint is the sha256 of its file names and bytes (computed here with hashlib, the oracle);
+    the per-process digest memo notices a rewrite of the same size; ``check_redelivery=False`` (the sales step,
+    which only needs new batches) does not digest ingested batches at all."""
+    import os
+
+    from ecommerce_lake.logic.ingest import plan_ingest
+    from ecommerce_lake.platform.landing import LandingResource
+
+    batch = tmp_path / "2025-11-30"
+    batch.mkdir()
+    (batch / "customers.csv").write_bytes(b"customer_id,name\nC1,Amina\n")
+    (batch / "_SUCCESS").write_bytes(b"")
+    landing = LandingResource(root=str(tmp_path))
+
+    def oracle() -> str:
+        digest = hashlib.sha256()
+        name = "customers.csv"
+        digest.update(f"{name}\0{hashlib.sha256((batch / name).read_bytes()).hexdigest()}\n".encode())
+        return "sha256:" + digest.hexdigest()
+
+    (listed,) = landing.list_batches()
+    first = landing.fingerprint(listed)
+    assert first == oracle()
+    assert plan_ingest(landing, {"2025-11-30": first}).redelivered == []
+    (batch / "customers.csv").write_bytes(b"customer_id,name\nC1,Baraka\n")  # another content, another length
+    st = (batch / "customers.csv").stat()
+    os.utime(batch / "customers.csv", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert landing.fingerprint(listed) == oracle() != first
+    (changed,) = plan_ingest(landing, {"2025-11-30": first}).redelivered
+    assert (changed.batch_id, changed.ingested_fingerprint, changed.fingerprint) == ("2025-11-30", first, oracle())
+    quiet = plan_ingest(landing, {"2025-11-30": first}, check_redelivery=False)
+    assert quiet.redelivered == [] and quiet.already_ingested == 1 and quiet.accepted == []

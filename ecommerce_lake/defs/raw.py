@@ -62,7 +62,7 @@ CHECKS = {
 }
 
 
-def _selected_plan(context, landing: LandingResource, lake: LakeResource):
+def _selected_plan(context, landing: LandingResource, lake: LakeResource, check_redelivery: bool = True):
     seen: dict[str, str | None] = {}
     if lake.exists(BATCH_LOG_KEY):
         log = lake.read(BATCH_LOG_KEY)
@@ -70,7 +70,7 @@ def _selected_plan(context, landing: LandingResource, lake: LakeResource):
         seen = {r["batch_id"]: (r["fingerprint"] if has_fingerprint else None) for r in log.select(
             "batch_id", "fingerprint" if has_fingerprint else F.lit(None).alias("fingerprint")).collect()}
     only = context.run.tags.get(BATCH_TAG)
-    plan = plan_ingest(landing, seen, only=only)
+    plan = plan_ingest(landing, seen, only=only, check_redelivery=check_redelivery)
     return plan, only
 
 
@@ -99,7 +99,8 @@ def raw_ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource
 
 def _ingest_sales(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
     spark = lake.session()
-    plan, only = _selected_plan(context, landing, lake)
+    # re-delivered batches are refused and logged by raw_ingest; here only the new batches matter
+    plan, only = _selected_plan(context, landing, lake, check_redelivery=False)
     accepted = plan.accepted
     context.log.info(
         f"sales rows of {len(accepted)} new batch(es)" + (f" (batch {only})" if only else "")

@@ -122,12 +122,13 @@ def check_batch(landing: LandingResource, batch: Batch) -> BatchPlan:
 
 
 def plan_ingest(landing: LandingResource, seen: Mapping[str, str | None] | set[str],
-                only: str | None = None) -> IngestPlan:
+                only: str | None = None, check_redelivery: bool = True) -> IngestPlan:
     """New complete batches (all of them, or just ``only``), validated against the contract.
 
     ``seen``: the batch ids in raw.batch_log, with the fingerprint each was ingested with (None for batches
     logged before fingerprints existed, or rejected ones). A seen batch whose files now have another
-    fingerprint is listed in ``redelivered`` and not read."""
+    fingerprint is listed in ``redelivered`` and not read. ``check_redelivery=False`` skips that comparison
+    (it digests every ingested batch's files) for callers that only need the new batches."""
     fingerprints = seen if isinstance(seen, Mapping) else dict.fromkeys(seen)
     new: list[BatchPlan] = []
     incomplete: list[str] = []
@@ -139,7 +140,7 @@ def plan_ingest(landing: LandingResource, seen: Mapping[str, str | None] | set[s
         if batch.batch_id in fingerprints:
             already += 1
             before = fingerprints[batch.batch_id]
-            if before is not None and batch.complete and not batch.irregular:
+            if check_redelivery and before is not None and batch.complete and not batch.irregular:
                 now = landing.fingerprint(batch)
                 if now != before:
                     redelivered.append(Redelivery(batch.batch_id, before, now))

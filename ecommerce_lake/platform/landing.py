@@ -23,6 +23,24 @@ from pydantic import Field
 from ecommerce_lake.contract import SUCCESS_MARKER
 
 
+# sha256 of local landing files, per process, keyed by path, size, mtime and inode: a long-lived process (the
+# sensor, the UI's code server) digests an unchanged file once, not at every tick. A changed file has another
+# size or mtime, so it is digested again.
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if memo not in _DIGESTS:
+        file_digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                file_digest.update(chunk)
+        _DIGESTS[memo] = file_digest.hexdigest()
+    return _DIGESTS[memo]
+
+
 @dataclass(frozen=True)
 class Batch:
     batch_id: str
@@ -151,11 +169,7 @@ class LandingResource(dg.ConfigurableResource):
                 digest.update(f"{name}\0{etag}\n".encode())
             return "s3:" + digest.hexdigest()
         for name in batch.files:
-            file_digest = hashlib.sha256()
-            with open(Path(self.root) / batch.batch_id / name, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    file_digest.update(chunk)
-            digest.update(f"{name}\0{file_digest.hexdigest()}\n".encode())
+            digest.update(f"{name}\0{_file_digest(Path(self.root) / batch.batch_id / name)}\n".encode())
         return "sha256:" + digest.hexdigest()
 
     # ---- reading ------------------------------------------------------------------------------
