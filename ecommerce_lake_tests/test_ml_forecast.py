@@ -307,8 +307,31 @@ def test_inventory_recommendations_follow_the_formulas(flake):
     for name in ("target_cycle_service_level", "achieved_cycle_service_level", "fill_rate"):
         assert 0 <= md[f"simulation/{name}"] <= 1
     assert md["simulation/target_cycle_service_level"] == 0.95
+    # the policy meets its service level on this lake (the check's bound: at most 3 points below target), and
+    # the blocking check says so; the check failing on a policy that misses it is asserted below
+    achieved = md["simulation/achieved_cycle_service_level"]
+    assert achieved >= md["simulation/target_cycle_service_level"] - 0.03, md
     evaluation = flake.check("ml/inventory_recommendations", "simulated_service_level")
-    assert evaluation.passed == (md["simulation/achieved_cycle_service_level"] >= 0.92), evaluation.metadata
+    assert evaluation.passed, evaluation.metadata
+
+
+def test_service_level_check_fails_when_the_policy_misses_its_target():
+    """The blocking check's bound, on simulations the step would hand it: 0.92 against a 0.95 target passes (3
+    points), 0.919 and a policy that never meets demand fail, with the shortfall in points."""
+    from ecommerce_lake.defs.common import CheckEnv
+    from ecommerce_lake.defs.forecasting import _service_level_achieved
+    from ecommerce_lake.logic.inventory import SimulationResult
+
+    def result(achieved: float):
+        sim = SimulationResult(target_cycle_service_level=0.95, achieved_cycle_service_level=achieved,
+                               fill_rate=0.5, cycles=100, stockout_cycles=round(100 * (1 - achieved)),
+                               series_windows=10, demand_units=1000.0)
+        return _service_level_achieved(CheckEnv(context=None, lake=None, quality=None, values={"simulation": sim}))
+
+    assert result(0.95).passed and result(0.92).passed
+    missed = result(0.919)
+    assert not missed.passed and abs(missed.metadata["shortfall_points"].value - 3.1) < 1e-6
+    assert not result(0.0).passed
 
 
 # ---- the policy simulation on hand-worked cases ------------------------------------------------------
