@@ -39,6 +39,7 @@ class Row:
     row: int
     values: dict[str, str]
     malformed: bool
+    ragged: bool = False  # a field count other than the header's (malformed also covers bytes not UTF-8)
 
 
 @dataclass
@@ -71,7 +72,8 @@ def read_landing(root: Path) -> Landing:
                     # a row with a field count other than the header's, or with bytes that are not UTF-8, is
                     # rejected by the contract
                     rows.append(Row(folder.name, i, values, malformed=len(record) != len(header)
-                                    or any("\ufffd" in field for field in record)))
+                                    or any("\ufffd" in field for field in record),
+                                    ragged=len(record) != len(header)))
                 files[path.name] = rows
         if problem:
             landing.rejected[folder.name] = problem
@@ -211,3 +213,134 @@ def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
             "county_name": names.get(code, "Unknown"),
         })
     return pd.DataFrame(out)
+
+
+# ---- every row's fate: the rules it breaks, and the winning version per key ---------------------------------
+# Written from docs/landing-contract.md ("Row rules", "Versions and duplicates"), not from logic/refine.py.
+_BLANK = re.compile(r"[ \t\n\x0b\f\r\u00a0\u2000-\u200b\u3000]*")
+_AMOUNT = re.compile(r"[+-]?\d{1,15}(\.\d{1,2})?")
+_INT = re.compile(r"[+-]?\d{1,9}")
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+KEYS = {"customers": ("customer_id",), "products": ("product_id",), "orders": ("order_id",),
+        "order_items": ("order_id", "line_number"), "payments": ("payment_id",),
+        "inventory": ("product_id", "county", "as_of")}
+BY_UPDATED_AT = {"customers", "products", "orders"}  # the others: the later batch, then the later row
+
+
+def text(values: dict[str, str], column: str) -> str | None:
+    """A value as the contract reads it: spaces trimmed; empty or only white space is missing (None)."""
+    value = values.get(column, "").strip(" ")
+    return None if _BLANK.fullmatch(value) else value
+
+
+def rules_broken(table: str, row: Row, now: dt.datetime) -> set[str]:
+    """Every row rule of the contract the row breaks (empty: a valid row), for a row with its header's field count.
+    ``now`` stands for the ingestion time."""
+    v = row.values
+    rules: set[str] = set()
+    if any(text(v, c) is None for c in REQUIRED[f"{table}.csv"]):
+        rules.add("missing_required_value")
+    if any("\ufffd" in x for x in v.values()):
+        rules.add("not_utf8")
+
+    def amount_bad(c):
+        t = text(v, c)
+        return t is not None and not _AMOUNT.fullmatch(t)
+
+    def amount(c):
+        t = text(v, c)
+        return Decimal(t) if t is not None and _AMOUNT.fullmatch(t) else None
+
+    def ts_bad(c):
+        t = text(v, c)
+        return t is not None and instant(t) is None
+
+    def date_bad(c):
+        t = text(v, c)
+        return t is not None and day(t) is None
+
+    if table == "customers":
+        if ts_bad("updated_at"):
+            rules.add("unparseable_timestamp")
+        if date_bad("signup_date"):
+            rules.add("unparseable_date")
+    elif table == "products":
+        if amount_bad("list_price_kes") or amount_bad("unit_cost_kes"):
+            rules.add("unparseable_number")
+        if any((amount(c) or 0) < 0 for c in ("list_price_kes", "unit_cost_kes")):
+            rules.add("negative_amount")
+        if ts_bad("updated_at"):
+            rules.add("unparseable_timestamp")
+    elif table == "orders":
+        if amount_bad("shipping_fee_kes"):
+            rules.add("unparseable_number")
+        if ts_bad("order_ts") or ts_bad("updated_at"):
+            rules.add("unparseable_timestamp")
+        if (amount("shipping_fee_kes") or 0) < 0:
+            rules.add("negative_amount")
+        status = text(v, "status")
+        if status is not None and re.sub(r"[\s\-]+", "_", status.lower()) not in STATUSES:
+            rules.add("unknown_status")
+        ts = instant(text(v, "order_ts") or "")
+        if ts is not None and ts > now:
+            rules.add("future_order_timestamp")
+        if ts is not None and ts.astimezone(NAIROBI).date() < FIRST_DAY:
+            rules.add("date_outside_partitions")
+    elif table == "order_items":
+        line, qty = text(v, "line_number"), text(v, "quantity")
+        line_bad = line is not None and (not _INT.fullmatch(line) or int(line) < 1)
+        qty_not_number = qty is not None and not _NUMBER.fullmatch(qty)
+        if line_bad or qty_not_number or amount_bad("unit_price_kes") or amount_bad("discount_kes"):
+            rules.add("unparseable_number")
+        if qty is not None and _NUMBER.fullmatch(qty) and (not _INT.fullmatch(qty) or int(qty) < 1):
+            rules.add("quantity_not_positive_integer")
+        if (amount("unit_price_kes") or 0) < 0 or (amount("discount_kes") or 0) < 0:
+            rules.add("negative_amount")
+        discount = Decimal(0) if text(v, "discount_kes") is None else amount("discount_kes")
+        price = amount("unit_price_kes")
+        if (discount is not None and price is not None and qty is not None and _INT.fullmatch(qty)
+                and discount > int(qty) * price):
+            rules.add("discount_above_line_amount")
+    elif table == "payments":
+        if amount_bad("amount_kes"):
+            rules.add("unparseable_number")
+        if ts_bad("paid_ts"):
+            rules.add("unparseable_timestamp")
+        paid = instant(text(v, "paid_ts") or "")
+        if paid is not None and (paid.astimezone(NAIROBI).date() < FIRST_DAY or paid > now):
+            rules.add("date_outside_partitions")
+    elif table == "inventory":
+        on_hand = text(v, "on_hand")
+        if on_hand is not None and not _INT.fullmatch(on_hand):
+            rules.add("unparseable_number")
+        if on_hand is not None and _INT.fullmatch(on_hand) and int(on_hand) < 0:
+            rules.add("negative_stock")
+        if date_bad("as_of"):
+            rules.add("unparseable_date")
+    return rules
+
+
+def row_key(table: str, values: dict[str, str]) -> tuple:
+    key = tuple(text(values, c) for c in KEYS[table])
+    if table == "order_items":
+        return (key[0], int(key[1]))
+    if table == "inventory":
+        return (key[0], key[1], day(key[2]))
+    return key
+
+
+def fates(landing: Landing, table: str, now: dt.datetime) -> tuple[dict[tuple, set[str]], dict[tuple, Row]]:
+    """(rejected rows by (batch, row number) with the rules they break, the winning row per key)."""
+    rejected: dict[tuple, set[str]] = {}
+    candidates = []
+    for r in landing.rows[table]:
+        if r.ragged:
+            rejected[(r.batch, r.row)] = {"malformed_row"}  # the other rules of a ragged row are not compared
+            continue
+        broken = rules_broken(table, r, now)
+        if broken:
+            rejected[(r.batch, r.row)] = broken
+            continue
+        version = (instant(text(r.values, "updated_at")),) if table in BY_UPDATED_AT else ()
+        candidates.append((row_key(table, r.values), (*version, r.batch, r.row), r))
+    return rejected, latest(candidates)

@@ -1,6 +1,7 @@
 """The whole lake on real Spark and Delta, compared with an independent computation from the landing files."""
 
 import datetime as dt
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -353,3 +354,214 @@ def test_rows_accounted_fails_on_a_lost_row_and_on_a_missing_reject(lake_run, se
     assert not missing["passed"]
     assert missing["invalid_rows_missing_from_rejects"] == 1 and missing["rows_rejected"] == before["rows_rejected"] - 1
     assert "!=" in missing["equation"]
+
+
+REJECTS_TABLE = {**REJECTS_OF, "inventory": "rejects"}
+
+
+def test_every_rows_fate_equals_the_contracts_oracle(lake_run):
+    """For every landing table: the rows in rejects (batch and row number) with every rule they break, and the
+    refined rows (their lineage: batch and row number of the winning version) equal an independent reading of
+    the landing files by the contract (oracle.fates), in both directions. A ragged row's other rules are not
+    compared (the CSV reader's idea of its fields differs from csv's): its first rule is malformed_row."""
+    now = dt.datetime.now(dt.UTC)
+    reject_rows = lake_run.table("refined/rejects").collect() + lake_run.table("refined/sales_rejects").collect()
+    got_rejects: dict[str, dict] = {}
+    for r in reject_rows:
+        assert r["source_file"] == f"{r['batch_id']}/{r['table']}.csv", r["source_file"]
+        assert r["rule"] == r["rules"][0], (r["rule"], r["rules"])
+        got_rejects.setdefault(r["table"], {})[(r["batch_id"], r["row_number"])] = r
+    compared = {"rejects": 0, "kept": 0}
+    for table in ["customers", "products", "orders", "order_items", "payments", "inventory"]:
+        expected_rejects, winners = oracle.fates(lake_run.landing, table, now)
+        got = got_rejects.get(table, {})
+        assert set(got) == set(expected_rejects), (table, sorted(set(got) ^ set(expected_rejects))[:10])
+        for where, rules in expected_rejects.items():
+            if rules == {"malformed_row"}:
+                assert got[where]["rule"] == "malformed_row", (table, where, got[where]["rules"])
+            else:
+                assert set(got[where]["rules"]) == rules, (table, where, got[where]["rules"], rules,
+                                                           got[where]["detail"])
+        compared["rejects"] += len(expected_rejects)
+        refined = lake_run.table(f"refined/{table}").select("_batch_id", "_row_number").collect()
+        lineage = sorted((r["_batch_id"], r["_row_number"]) for r in refined)
+        assert lineage == sorted((w.batch, w.row) for w in winners.values()), table
+        compared["kept"] += len(winners)
+    assert compared["rejects"] > 50 and compared["kept"] > 3000, compared
+    # the oracle itself agrees with the hand-written expectations of the hand-made rows
+    from ecommerce_lake.contract import REJECT_RULES
+
+    order = list(REJECT_RULES)
+    for (batch, file, row), rule in EXPECTED_REJECTS.items():
+        rules = oracle.fates(lake_run.landing, file.removesuffix(".csv"), now)[0][(batch, row)]
+        assert min(rules, key=order.index) == rule, (batch, file, row, rules)
+
+
+def test_refined_values_equal_the_landing_winners(lake_run):
+    """The refined customers, products, payments and inventory hold their winning landing row's values, parsed as
+    the contract says (oracle), row for row."""
+    now = dt.datetime.now(dt.UTC)
+    lookup = oracle.county_lookup()
+
+    def winners(table):
+        return {(w.batch, w.row): w.values for w in oracle.fates(lake_run.landing, table, now)[1].values()}
+
+    def got(table, *columns):
+        return {(r["_batch_id"], r["_row_number"]): r for r in
+                lake_run.table(f"refined/{table}").select("_batch_id", "_row_number", *columns).collect()}
+
+    def utc(text):
+        return oracle.instant(text).astimezone(dt.UTC).replace(tzinfo=None)
+
+    t = oracle.text
+    customers = got("customers", "customer_id", "county_code", "signup_date", "updated_at")
+    for where, v in winners("customers").items():
+        r = customers[where]
+        assert (r["customer_id"], r["county_code"], r["signup_date"], r["updated_at"]) == (
+            t(v, "customer_id"), oracle.resolve(v.get("county", ""), lookup) or 0,
+            oracle.day(t(v, "signup_date")) if t(v, "signup_date") else None, utc(t(v, "updated_at"))), where
+    products = got("products", "product_id", "product_name", "category", "list_price_kes", "unit_cost_kes")
+    for where, v in winners("products").items():
+        r = products[where]
+        cost = t(v, "unit_cost_kes")
+        assert (r["product_id"], r["product_name"], r["category"], r["list_price_kes"], r["unit_cost_kes"]) == (
+            t(v, "product_id"), t(v, "product_name"), t(v, "category").lower().title(),
+            Decimal(t(v, "list_price_kes")), Decimal(cost) if cost else None), where
+    payments = got("payments", "payment_id", "order_id", "amount_kes", "paid_ts", "paid_date", "status")
+    for where, v in winners("payments").items():
+        r = payments[where]
+        paid = oracle.instant(t(v, "paid_ts"))
+        assert (r["payment_id"], r["order_id"], r["amount_kes"], r["paid_ts"], r["paid_date"], r["status"]) == (
+            t(v, "payment_id"), t(v, "order_id"), Decimal(t(v, "amount_kes")), utc(t(v, "paid_ts")),
+            paid.astimezone(oracle.NAIROBI).date(), t(v, "status").lower()), where
+    inventory = got("inventory", "product_id", "county_code", "on_hand", "as_of")
+    for where, v in winners("inventory").items():
+        r = inventory[where]
+        assert (r["product_id"], r["county_code"], r["on_hand"], r["as_of"]) == (
+            t(v, "product_id"), oracle.resolve(v["county"], lookup) or 0, int(t(v, "on_hand")),
+            oracle.day(t(v, "as_of"))), where
+    assert min(len(customers), len(products), len(payments), len(inventory)) > 5
+
+
+def _cents(value: Decimal) -> Decimal:
+    from decimal import ROUND_HALF_UP
+
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _frame(lake_run, name: str, key: list[str]) -> dict:
+    return {tuple(r[k] for k in key): r.asDict() for r in lake_run.table(f"curated/{name}").collect()}
+
+
+def test_every_curated_column_equals_the_oracle_both_ways(lake_run):
+    """county_monthly_kpis, category_share_by_county, product_performance and customer_orders, every column,
+    from the oracle's sold lines (oracle.expected_fact_sales), its winning products and orders (oracle.fates)
+    and the KNBS populations: the same keys in both directions, and the same values (money to the cent, half-up
+    like the data dictionary says; shares within 1e-12)."""
+    import csv as csv_module
+    from collections import defaultdict
+
+    now = dt.datetime.now(dt.UTC)
+    zero = Decimal("0")
+    fact = lake_run.expected_fact
+    t = oracle.text
+    products = {k[0]: w.values for k, w in oracle.fates(lake_run.landing, "products", now)[1].items()}
+    orders = {k[0]: w.values for k, w in oracle.fates(lake_run.landing, "orders", now)[1].items()}
+    with (oracle.DATA / "kenya_counties.csv").open() as fh:
+        population = {int(r["county_code"]): int(r["population_2019"]) for r in csv_module.DictReader(fh)}
+
+    def method(order_id: str) -> str:
+        spelled = re.sub(r"[^a-z0-9]", "", (t(orders[order_id], "payment_method") or "").lower())
+        return {"mpesa": "mpesa", "lipanampesa": "mpesa"}.get(spelled, "other")
+
+    def category(product_id: str) -> str:
+        return t(products[product_id], "category").lower().title() if product_id in products else "Unknown"
+
+    def unit_cost(product_id: str) -> Decimal | None:
+        cost = t(products[product_id], "unit_cost_kes") if product_id in products else None
+        return Decimal(cost) if cost else None
+
+    # customer_orders: one row per sold order
+    per_order: dict[str, dict] = {}
+    for line in fact.itertuples(index=False):
+        o = per_order.setdefault(line.order_id, {"order_date": line.order_date, "county_code": line.county_code,
+                                                 "net_revenue_kes": zero, "units": 0, "lines": 0,
+                                                 "customer_id": line.customer_id})
+        o["net_revenue_kes"] += line.net_revenue_kes
+        o["units"] += line.quantity
+        o["lines"] += 1
+    got = _frame(lake_run, "customer_orders", ["order_id"])
+    assert set(got) == {(k,) for k in per_order}
+    for order_id, o in per_order.items():
+        r = got[(order_id,)]
+        assert (r["order_date"], r["county_code"], r["net_revenue_kes"], r["units"], r["lines"]) == (
+            o["order_date"], o["county_code"], o["net_revenue_kes"], o["units"], o["lines"]), order_id
+        assert (r["payment_method"] == "mpesa") == (method(order_id) == "mpesa"), order_id
+    pseudonym_of = {order_id: got[(order_id,)]["customer_pseudonym"] for order_id in per_order}
+    assert len({pseudonym_of[o] for o in per_order}) == len({o["customer_id"] for o in per_order.values()})
+
+    # county_monthly_kpis
+    months: dict[tuple, list] = defaultdict(list)
+    national: dict[dt.date, Decimal] = defaultdict(lambda: zero)
+    for order_id, o in per_order.items():
+        month = o["order_date"].replace(day=1)
+        national[month] += o["net_revenue_kes"]
+        if o["county_code"] != 0:
+            months[(o["county_code"], month)].append(order_id)
+    got = _frame(lake_run, "county_monthly_kpis", ["county_code", "month"])
+    assert set(got) == set(months)
+    for (code, month), ids in months.items():
+        r = got[(code, month)]
+        revenue = sum((per_order[i]["net_revenue_kes"] for i in ids), zero)
+        assert r["county_name"] == oracle.county_names()[code]
+        assert (r["net_revenue_kes"], r["orders"], r["customers"], r["units"]) == (
+            revenue, len(ids), len({per_order[i]["customer_id"] for i in ids}),
+            sum(per_order[i]["units"] for i in ids)), (code, month)
+        assert r["avg_order_value_kes"] == _cents(revenue / len(ids)), (code, month)
+        assert r["revenue_per_1000_residents_kes"] == _cents(revenue * 1000 / population[code]), (code, month)
+        assert r["national_net_revenue_kes"] == national[month]
+        assert abs(r["share_of_national_revenue"] - float(revenue) / float(national[month])) < 1e-12
+        mpesa = sum(method(i) == "mpesa" for i in ids)
+        assert abs(r["mpesa_order_share"] - mpesa / len(ids)) < 1e-12, (code, month)
+
+    # category_share_by_county
+    known = fact[fact["county_code"] != 0]
+    by_cat: dict[tuple, Decimal] = defaultdict(lambda: zero)
+    by_county: dict[int, Decimal] = defaultdict(lambda: zero)
+    for line in known.itertuples(index=False):
+        by_cat[(line.county_code, category(line.product_id))] += line.net_revenue_kes
+        by_county[line.county_code] += line.net_revenue_kes
+    got = _frame(lake_run, "category_share_by_county", ["county_code", "category"])
+    assert set(got) == set(by_cat)
+    for (code, cat), revenue in by_cat.items():
+        r = got[(code, cat)]
+        assert r["net_revenue_kes"] == revenue and r["county_name"] == oracle.county_names()[code]
+        assert abs(r["share_of_county_revenue"] - float(revenue) / float(by_county[code])) < 1e-12
+
+    # product_performance: every known product, and the unknown ids that sold
+    sold: dict[str, dict] = {}
+    for line in fact.itertuples(index=False):
+        p = sold.setdefault(line.product_id, {"units": 0, "revenue": zero, "orders": set(), "counties": set()})
+        p["units"] += line.quantity
+        p["revenue"] += line.net_revenue_kes
+        p["orders"].add(line.order_id)
+        if line.county_code != 0:
+            p["counties"].add(line.county_code)
+    got = _frame(lake_run, "product_performance", ["product_id"])
+    assert set(got) == {(p,) for p in set(products) | set(sold)}
+    for product_id in set(products) | set(sold):
+        r, p = got[(product_id,)], sold.get(product_id)
+        units, revenue = (p["units"], p["revenue"]) if p else (0, zero)
+        assert r["product_name"] == (t(products[product_id], "product_name") if product_id in products else None)
+        assert (r["category"], r["units"], r["net_revenue_kes"], r["orders"], r["counties_reached"]) == (
+            category(product_id), units, revenue, len(p["orders"]) if p else 0,
+            len(p["counties"]) if p else 0), product_id
+        assert r["avg_selling_price_kes"] == (_cents(revenue / units) if units else None), product_id
+        cost = unit_cost(product_id)
+        margin = None if cost is None else revenue - units * cost
+        assert r["gross_margin_kes"] == margin, product_id
+        if margin is None or revenue == 0:
+            assert r["gross_margin_pct"] is None, product_id
+        else:
+            assert abs(r["gross_margin_pct"] - float(margin) / float(revenue)) < 1e-12, product_id
+    assert len(got) > 50 and any(r["gross_margin_kes"] is not None for r in got.values())
