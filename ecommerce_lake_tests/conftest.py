@@ -4,8 +4,10 @@ run processes) through ``ECOMMERCE_LAKE_SPARK_REMOTE``; temporary lake roots."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -94,7 +96,31 @@ def lake_run(settings, spark):
     info = add_handmade_batches(landing)
     report = execute(settings, instance=dg.DagsterInstance.get(), log_level="WARNING")
     assert report.spark.startswith("engine sc://"), report.spark  # the run went through the engine
-    expected_landing = oracle.read_landing(landing)
-    fact = oracle.expected_fact_sales(expected_landing, dt.datetime.now(dt.UTC))
-    return SimpleNamespace(report=report, info=info, landing=expected_landing, expected_fact=fact,
-                           table=lambda name: spark.read.format("delta").load(f"{settings.lake_root}/{name}"))
+    return _SharedLake(report=report, info=info, landing_dir=landing,
+                       table=lambda name: spark.read.format("delta").load(f"{settings.lake_root}/{name}"))
+
+
+class _SharedLake(SimpleNamespace):
+    """The shared lake and the oracle's reading of its landing zone *as it is now*: tests later in the session add
+    batches and re-run the lake (test_incremental_batch_rewrites_only_the_days_it_touches), so the expectations
+    are re-read whenever the set of landed batches changes, and every test compares the lake with the landing it
+    was built from, whatever the test order."""
+
+    def _state(self):
+        from ecommerce_lake_tests import oracle
+
+        seen = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.landing_dir.iterdir()
+                            if (p / "_SUCCESS").exists()))
+        if getattr(self, "_seen", None) != seen:
+            landing = oracle.read_landing(self.landing_dir)
+            self._cached = (landing, oracle.expected_fact_sales(landing, dt.datetime.now(dt.UTC)))
+            self._seen = seen
+        return self._cached
+
+    @property
+    def landing(self):
+        return self._state()[0]
+
+    @property
+    def expected_fact(self):
+        return self._state()[1]

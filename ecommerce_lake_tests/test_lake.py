@@ -81,16 +81,6 @@ def test_top_ten_products_per_county(lake_run):
     assert any(len(v) == 10 for v in actual.values())
 
 
-KEYS = {"customers": ["customer_id"], "products": ["product_id"], "orders": ["order_id"],
-        "order_items": ["order_id", "line_number"], "payments": ["payment_id"]}
-
-
-def _landing_key(table: str, values: dict[str, str]) -> tuple:
-    """A row's key as the landing contract defines it: trimmed text; an order line's number as an integer."""
-    key = tuple(values.get(c, "").strip() for c in KEYS[table])
-    return (key[0], int(key[1])) if table == "order_items" else key
-
-
 def test_every_raw_row_is_kept_collapsed_or_rejected(lake_run):
     evaluations = {}
     instance = dg.DagsterInstance.get()
@@ -117,7 +107,7 @@ def test_every_raw_row_is_kept_collapsed_or_rejected(lake_run):
         assert len(landing_rows) == raw_rows
         survivors = [r for r in landing_rows if (f"{r.batch}/{table}.csv", r.row) not in rejected_at]
         assert len(survivors) == raw_rows - rejected
-        keys = {_landing_key(table, r.values) for r in survivors}
+        keys = {oracle.row_key(table, r.values) for r in survivors}
         assert len(keys) == kept, table
         assert md["duplicates_collapsed"] == len(survivors) - len(keys), table
     assert evaluations["order_items"]["exact_duplicates"] >= 1

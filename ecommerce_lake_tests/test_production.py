@@ -99,6 +99,39 @@ def test_bucket_is_verified_and_configured_in_prod(s3, tmp_path):
     assert all(block[k] for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"))
 
 
+def test_prod_run_is_refused_at_start_without_a_safe_bucket_or_a_pseudonym_key(s3, landing_data, tmp_path):
+    """`run` in prod checks the lake bucket and the pseudonym key when the run starts: an unsafe bucket, then a
+    missing key, each stop the run with a non-zero exit and a message that names the fix, before anything is
+    written to the lake."""
+    endpoint, client = s3
+    local, _ = landing_data
+    client.create_bucket(Bucket="gate-lake")
+    client.create_bucket(Bucket="gate-landing")
+    _upload(client, local, "gate-landing", "exports")
+    env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://gate-lake/ecommerce",
+               ECOMMERCE_LAKE_LANDING="s3://gate-landing/exports",
+               ECOMMERCE_LAKE_SPARK_REMOTE=os.environ["ECOMMERCE_LAKE_SPARK_REMOTE"])
+
+    def lake_objects() -> list[str]:
+        return [o["Key"] for o in client.list_objects_v2(Bucket="gate-lake").get("Contents", [])]
+
+    refused = _cli(["run", "--select", "group:raw or group:refined"], env)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0, out[-3000:]
+    assert "lacks default encryption, versioning, public access block" in out, out[-3000:]
+    assert lake_objects() == []
+
+    no_key = {k: v for k, v in env.items() if k != "ECOMMERCE_LAKE_PSEUDONYM_KEY"}
+    no_key["ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET"] = "true"
+    refused = _cli(["run", "--select", "group:raw or group:refined"], no_key)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0, out[-3000:]
+    assert "no pseudonymisation key: set ECOMMERCE_LAKE_PSEUDONYM_KEY" in out, out[-3000:]
+    assert KEY not in out
+    assert lake_objects() == []  # the bucket was configured, nothing was written
+    assert client.get_bucket_versioning(Bucket="gate-lake")["Status"] == "Enabled"
+
+
 @contextlib.contextmanager
 def _engine(env: dict):
     """An engine of its own for this configuration (``ecommerce-lake engine start``), stopped afterwards."""

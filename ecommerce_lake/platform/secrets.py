@@ -22,6 +22,11 @@ class PseudonymKeyResource(dg.ConfigurableResource):
     key_file: str = Field(description="File holding the key (used when the environment variable is unset).")
     generate_if_missing: bool = False
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Checked when a run starts, before any step writes: a run without its key fails at once, not after
+        the raw layer is written (in prod) or creates the local key before the first step."""
+        self.key()
+
     def key(self) -> bytes:
         value = os.environ.get(KEY_ENV)
         if value:
