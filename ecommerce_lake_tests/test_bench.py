@@ -16,17 +16,17 @@ EXE = Path(sys.executable).parent / "ecommerce-lake"
 
 
 def test_bench_scales_reports_figures_and_ratios(tmp_path, spark, settings):
-    """`bench --scales` at one tiny scale (each scale costs four lake builds, here on the test session's engine:
+    """`bench --scales` at one tiny scale (800 lines over 3 days) (each scale costs four lake builds, here on the test session's engine:
     the figures' code paths, not cold costs): per-asset figures, the ratios of the same run, and the
     plain-PySpark baseline builds the same curated facts as the assets."""
     out, keep = tmp_path / "bench.json", tmp_path / "kept"
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "TMPDIR": str(tmp_path)}
-    proc = subprocess.run([str(EXE), "bench", "--scales", "3000", "--days", "6", "--no-ml", "--output", str(out),
+    proc = subprocess.run([str(EXE), "bench", "--scales", "800", "--days", "3", "--no-ml", "--output", str(out),
                            "--keep", str(keep), "--engine", settings.spark_remote, "--end-date", "2025-11-30"],
                           env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["scales"]) == {"3000"}
+    assert set(report["scales"]) == {"800"}
     assert report["machine"]["cpus"] == os.cpu_count()
     for lines, entry in report["scales"].items():
         full = entry["full"]
@@ -43,7 +43,7 @@ def test_bench_scales_reports_figures_and_ratios(tmp_path, spark, settings):
         # although a range run records a materialization per day partition
         assert entry["order_lines"] < steps["raw_ingest_sales"]["rows"] < 3 * entry["order_lines"]
         assert "ml" not in entry  # --no-ml
-    reference = report["scales"]["3000"]  # the scale closest to 1M is the reference for the overhead ratio
+    reference = report["scales"]["800"]  # the scale closest to 1M is the reference for the overhead ratio
     ratios = report["ratios"]
     assert reference["plain_pyspark_seconds"] > 0  # JSON figures are rounded to 0.1 s, the ratio is not
     assert abs(ratios["orchestration_overhead"]
@@ -61,17 +61,17 @@ def test_bench_scales_reports_figures_and_ratios(tmp_path, spark, settings):
     # the plain-PySpark baseline (built before the held-back day arrived) holds the same facts as the landing
     held = reference["held_back_batch"]
     landing = tmp_path / "landing_without_held_day"
-    shutil.copytree(keep / "3000" / "landing", landing, ignore=lambda d, names: [n for n in names if n == held])
+    shutil.copytree(keep / "800" / "landing", landing, ignore=lambda d, names: [n for n in names if n == held])
     expected = oracle.expected_fact_sales(oracle.read_landing(landing), dt.datetime.now(dt.UTC))
-    fact = spark.read.format("delta").load(str(keep / "3000" / "plain" / "lake" / "curated" / "fact_sales"))
+    fact = spark.read.format("delta").load(str(keep / "800" / "plain" / "lake" / "curated" / "fact_sales"))
     rows = fact.select("order_id", "line_number", "net_revenue_kes").collect()
     assert len(rows) == len(expected)
     assert sum((r["net_revenue_kes"] for r in rows), Decimal(0)) == sum(expected["net_revenue_kes"], Decimal(0))
 
     # the lake the engine built (the full rebuild, then the held-back day, as two clients of one JVM) holds the
     # facts of every landing batch, the held-back day's included
-    expected = oracle.expected_fact_sales(oracle.read_landing(keep / "3000" / "landing"), dt.datetime.now(dt.UTC))
-    fact = spark.read.format("delta").load(str(keep / "3000" / "lake" / "curated" / "fact_sales"))
+    expected = oracle.expected_fact_sales(oracle.read_landing(keep / "800" / "landing"), dt.datetime.now(dt.UTC))
+    fact = spark.read.format("delta").load(str(keep / "800" / "lake" / "curated" / "fact_sales"))
     rows = fact.select("order_id", "line_number", "net_revenue_kes").collect()
     assert len(rows) == len(expected)
     assert sum((r["net_revenue_kes"] for r in rows), Decimal(0)) == sum(expected["net_revenue_kes"], Decimal(0))

@@ -162,3 +162,76 @@ def test_run_failures_are_recorded_for_the_ui(settings):
     metadata = record.asset_observation.metadata
     assert metadata["run_id"].value == result.run_id
     assert "boom" in metadata["error"].value or "always_fails" in metadata["error"].value
+
+
+def test_cron_conditions_fire_once_per_tick_at_fixed_nairobi_times(settings):
+    """The lake's own cron conditions (nightly scoring 04:00, weekly training Monday 03:00, maintenance 01:30,
+    all Africa/Nairobi = UTC+3), taken from the real definitions and evaluated at fixed instants on a fresh
+    instance: each fires once after its tick, not before it, not again until the next tick, and not while an
+    upstream blocking check has not passed."""
+    import datetime as dt
+
+    from ecommerce_lake.definitions import build_defs
+
+    specs = {spec.key: spec for a in build_defs(settings).resolve_asset_graph().assets_defs for spec in a.specs}
+    conditions = {name: specs[dg.AssetKey(key)].automation_condition for name, key in (
+        ("nightly", ["ml", "rfm_scores"]), ("weekly", ["ml", "sales_forecast"]),
+        ("maintenance", ["ops", "delta_maintenance"]))}
+    assert conditions["nightly"].get_label() == "daily scoring at 04:00 Nairobi"
+    assert conditions["weekly"].get_label() == "weekly training on Monday 03:00 Nairobi"
+    assert conditions["maintenance"].get_label() == "daily maintenance at 01:30 Nairobi"
+
+    passing = {"value": True}
+
+    @dg.asset(key=["sandbox", "upstream"], check_specs=[dg.AssetCheckSpec("ok", asset=["sandbox", "upstream"],
+                                                                          blocking=True)])
+    def upstream():
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(passed=passing["value"])])
+
+    downstream = [dg.AssetSpec(["sandbox", name], deps=[upstream.key], automation_condition=c)
+                  for name, c in conditions.items()]
+    assets = [upstream, *[dg.AssetsDefinition(specs=[s]) for s in downstream]]
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([upstream], instance=instance).success
+
+    # Fixed instants relative to the Monday after today (the upstream materialization, stamped with the wall
+    # clock, must come before them): day 1 is that Monday; the times are UTC (Nairobi minus 3 hours).
+    today = dt.datetime.now(dt.UTC).date()
+    monday = today + dt.timedelta(days=7 - today.weekday())
+
+    def utc(day: int, hour: int, minute: int) -> dt.datetime:
+        return dt.datetime.combine(monday + dt.timedelta(days=day - 1), dt.time(hour, minute), tzinfo=dt.UTC)
+
+    # evaluated every 30 minutes (the daemon evaluates every 30 s) from Sunday 23:05 UTC to the next Monday
+    # 01:05 UTC: each asset is requested at the first evaluation after each of its ticks, and only then
+    cursor, fired = None, {"weekly": [], "nightly": [], "maintenance": []}
+    when = utc(0, 23, 5)
+    while when <= utc(8, 1, 5):
+        result = dg.evaluate_automation_conditions(defs=assets, instance=instance, evaluation_time=when,
+                                                   cursor=cursor)
+        cursor = result.cursor
+        for spec in downstream:
+            if result.get_num_requested(spec.key):
+                fired[spec.key.path[1]].append(when)
+        when += dt.timedelta(minutes=30)
+    assert fired == {
+        "weekly": [utc(1, 0, 5), utc(8, 0, 5)],                     # Monday 03:00 EAT = 00:00 UTC
+        "nightly": [utc(day, 1, 5) for day in range(1, 9)],         # 04:00 EAT = 01:00 UTC, every day
+        "maintenance": [utc(day, 22, 35) for day in range(1, 8)],   # 01:30 EAT = 22:30 UTC the day before
+    }
+
+    # an upstream blocking check that did not pass holds every cron asset back at its tick
+    passing["value"] = False
+    assert dg.materialize([upstream], instance=instance, raise_on_error=False)
+    result = dg.evaluate_automation_conditions(defs=assets, instance=instance, evaluation_time=utc(8, 1, 35),
+                                               cursor=cursor)
+    assert not any(result.get_num_requested(s.key) for s in downstream)  # nothing due yet
+    result = dg.evaluate_automation_conditions(defs=assets, instance=instance, evaluation_time=utc(9, 1, 5),
+                                               cursor=result.cursor)
+    assert all(result.get_num_requested(s.key) == 0 for s in downstream)
+    # once the check passes again, the ticks held back (maintenance 22:30, scoring 01:00 UTC) are honoured
+    passing["value"] = True
+    assert dg.materialize([upstream], instance=instance).success
+    result = dg.evaluate_automation_conditions(defs=assets, instance=instance, evaluation_time=utc(9, 1, 35),
+                                               cursor=result.cursor)
+    assert {s.key.path[1] for s in downstream if result.get_num_requested(s.key)} == {"nightly", "maintenance"}
