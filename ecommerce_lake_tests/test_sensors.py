@@ -1,9 +1,11 @@
-"""The landing sensor, declarative automation and the run-failure recorder, on the real lake built by
-the ``lake_run`` fixture (batches 2025-11-11 .. 2025-12-05, 2025-12-02 rejected, 2025-12-03 incomplete)."""
+"""The landing sensor, declarative automation, the cron conditions and the run-failure recorder. The sensor
+scenario runs on a lake of this module's own; no state is shared between tests."""
 
 import csv
+import datetime as dt
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
@@ -35,26 +37,54 @@ def _tick(resources, cursor=None, instance=None):
 
 
 @pytest.fixture(scope="module")
-def res(settings, lake_run):
-    return build_resources(settings)
+def sensor_lake(tmp_path_factory, engine_url, spark):
+    """A lake of this module's own (its own landing zone, lake root and Dagster instance, on the session's
+    engine), built once from three generated days and the hand-made batches (2025-12-02 rejected, 2025-12-03
+    incomplete): the scenario below adds batches to it without touching the lake other modules share."""
+    from dagster._core.instance.ref import InstanceRef
+
+    from ecommerce_lake.generator.generate import GeneratorConfig, generate
+    from ecommerce_lake.platform.dagster_storage import instance_yaml
+    from ecommerce_lake.runner import execute
+    from ecommerce_lake.settings import Settings
+    from ecommerce_lake_tests.landing_fixtures import EXPECTED_REJECTS, add_handmade_batches
+
+    home = tmp_path_factory.mktemp("sensor_lake")
+    settings = Settings(home=str(home), env="local", spark_remote=engine_url)
+    landing = Path(settings.landing_root)
+    generate(GeneratorConfig(out=landing, seed=5, days=3, customers=60, products=12, lines=240, dirty_rate=0.0,
+                             end_date=dt.date(2025, 11, 30)))
+    kept = dict(EXPECTED_REJECTS)  # the shared lake's expectations stay as they were (add_handmade_batches resets them)
+    add_handmade_batches(landing)
+    if kept:
+        EXPECTED_REJECTS.clear()
+        EXPECTED_REJECTS.update(kept)
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
+    report = execute(settings, instance=instance, log_level="WARNING",
+                     selection="group:raw or group:refined or group:curated")
+    assert report.exit_code == 0 and report.spark.startswith("engine sc://"), report
+    return SimpleNamespace(settings=settings, instance=instance, resources=build_resources(settings),
+                           table=lambda name: spark.read.format("delta").load(f"{settings.lake_root}/{name}"))
 
 
-@pytest.fixture(scope="module")
-def state():
-    return {}
+def test_a_day_of_the_landing_sensor_and_automation(sensor_lake):
+    """One scenario, in order, on the module's own lake: nothing to do on an ingested zone (waits at the
+    incomplete batch); a new batch gets one run for the days it touches, once; that run ingests it and
+    declarative automation plans exactly those days downstream; a rejected batch and a late-completed one."""
+    settings, instance, res = sensor_lake.settings, sensor_lake.instance, sensor_lake.resources
+    landing = Path(settings.landing_root)
 
-
-def test_nothing_to_do_on_an_ingested_landing_zone(res, lake_run, state, caplog):
+    # 1. an ingested landing zone: nothing to request, and the incomplete batch is named
     result, _ = _tick(res)
     assert not result.run_requests
-    assert "2025-12-03" in result.skip_reason.skip_message  # the incomplete batch is named
-    cursor = json.loads(result.cursor)
-    assert cursor["after"] == "2025-12-02"  # never past the incomplete batch
-    state["cursor"] = result.cursor
+    assert "2025-12-03" in result.skip_reason.skip_message
+    assert json.loads(result.cursor)["after"] == "2025-12-02"  # never past the incomplete batch
+    cursor = result.cursor
 
-
-def test_a_new_batch_gets_one_run_for_the_days_it_touches(res, settings, state):
-    landing = Path(settings.landing_root)
+    # 2. a new batch: one run, for the days it touches
     _write_batch(landing, "2025-12-06", {
         "orders.csv": [["TO30", "T001", "2025-12-06T08:00:00+03:00", "paid", "app", "", "mpesa", "0.00",
                         "2025-12-06T08:00:00+03:00"],
@@ -65,7 +95,7 @@ def test_a_new_batch_gets_one_run_for_the_days_it_touches(res, settings, state):
                             ["TO09", "1", "P00004", "1", "900.00", "0"]],
         "payments.csv": [["TPAY30", "TO30", "mpesa", "100.00", "2025-12-07T09:00:00+03:00", "completed", "QK7"]],
     })
-    result, _ = _tick(res, state["cursor"])
+    result, _ = _tick(res, cursor)
     assert [r.run_key for r in result.run_requests] == ["2025-12-06"]
     request = result.run_requests[0]
     assert request.tags[BATCH_TAG] == "2025-12-06"
@@ -73,42 +103,35 @@ def test_a_new_batch_gets_one_run_for_the_days_it_touches(res, settings, state):
     assert set(request.asset_selection) == set(RAW_ALL)
     again, _ = _tick(res, result.cursor)
     assert not again.run_requests  # requested once only
-    state["cursor"], state["request"] = again.cursor, request
+    cursor = again.cursor
 
-
-def test_the_requested_run_ingests_the_batch_and_automation_picks_up_its_days(res, settings, state, lake_run):
+    # 3. the requested run ingests the batch; automation plans those days, and only those, downstream
     from ecommerce_lake.definitions import build_defs
 
-    instance = dg.DagsterInstance.get()
     defs = build_defs(settings)
     before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    result = execute_request(settings, state["request"], instance=instance)
-    assert result.success
-    orders = lake_run.table("raw/orders").where("_batch_id = '2025-12-06'")
+    assert execute_request(settings, request, instance=instance).success
+    orders = sensor_lake.table("raw/orders").where("_batch_id = '2025-12-06'")
     assert {str(r["_order_date"]) for r in orders.collect()} == {"2025-12-06"}
     items = {r["order_id"]: str(r["_order_date"]) for r in
-             lake_run.table("raw/order_items").where("_batch_id = '2025-12-06'").collect()}
+             sensor_lake.table("raw/order_items").where("_batch_id = '2025-12-06'").collect()}
     assert items == {"TO30": "2025-12-06", "TO31": "2025-12-06", "TO09": "2025-12-01"}
-    log = lake_run.table("raw/batch_log").where("batch_id = '2025-12-06'").collect()[0]
+    log = sensor_lake.table("raw/batch_log").where("batch_id = '2025-12-06'").collect()[0]
     assert log["status"] == "accepted" and log["days"] == ["2025-12-01", "2025-12-06", "2025-12-07"]
-
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
     refined = evaluation.get_requested_partitions(dg.AssetKey(["refined", "orders"]))
     assert {"2025-12-01", "2025-12-06", "2025-12-07"} <= refined
-    assert "2025-11-15" not in refined  # days the batch did not touch stay as they are
-    # the whole chain downstream is planned in the same evaluation, for the same days
+    assert "2025-11-29" not in refined  # days the batch did not touch stay as they are
     fact = evaluation.get_requested_partitions(dg.AssetKey(["curated", "fact_sales"]))
-    assert {"2025-12-01", "2025-12-06", "2025-12-07"} <= fact and "2025-11-15" not in fact
+    assert {"2025-12-01", "2025-12-06", "2025-12-07"} <= fact and "2025-11-29" not in fact
     assert evaluation.get_requested_partitions(dg.AssetKey(["curated", "product_performance"])) == {None}
 
-
-def test_rejected_and_late_completed_batches(res, settings, state):
-    landing = Path(settings.landing_root)
+    # 4. a batch with a missing column (rejected whole) and the incomplete batch completing late
     bad_headers = {**HEADERS, "orders.csv": [h for h in HEADERS["orders.csv"] if h != "order_ts"]}
     _write_batch(landing, "2025-12-08", {"orders.csv": [["TO40", "T001", "paid", "app", "", "mpesa", "0", "x"]]},
                  headers=bad_headers)
-    (landing / "2025-12-03" / "_SUCCESS").write_text("")  # the incomplete batch completes
-    result, _ = _tick(res, state["cursor"])
+    (landing / "2025-12-03" / "_SUCCESS").write_text("")
+    result, _ = _tick(res, cursor)
     by_key = {r.run_key: r for r in result.run_requests}
     assert set(by_key) == {"2025-12-03", "2025-12-08"}
     assert set(by_key["2025-12-08"].asset_selection) == set(RAW_BATCH_OUTPUTS)  # records the rejection only
@@ -143,8 +166,8 @@ def test_thousands_of_batches_are_listed_and_requested_a_tick_at_a_time(tmp_path
     assert json.loads(cursor)["after"] == "b01499"  # waits at the incomplete batch
 
 
-def test_run_failures_are_recorded_for_the_ui(settings):
-    instance = dg.DagsterInstance.get()
+def test_run_failures_are_recorded_for_the_ui():
+    instance = dg.DagsterInstance.ephemeral()
 
     @dg.asset(key=["sandbox", "always_fails"])
     def always_fails():
@@ -169,8 +192,6 @@ def test_cron_conditions_fire_once_per_tick_at_fixed_nairobi_times(settings):
     all Africa/Nairobi = UTC+3), taken from the real definitions and evaluated at fixed instants on a fresh
     instance: each fires once after its tick, not before it, not again until the next tick, and not while an
     upstream blocking check has not passed."""
-    import datetime as dt
-
     from ecommerce_lake.definitions import build_defs
 
     specs = {spec.key: spec for a in build_defs(settings).resolve_asset_graph().assets_defs for spec in a.specs}

@@ -36,6 +36,17 @@ AWS_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSIO
 SECRET_CONF = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "secret", "password", "token")
 _SESSION: SparkSession | None = None
 _FINGERPRINT: tuple | None = None
+_CONF: dict[str, str] = {}
+
+
+def _session_key(remote: str, conf: dict[str, str], on_engine: bool) -> tuple:
+    """When the process's session can serve a configuration again. In-process: the whole Spark configuration.
+    On the engine: the engine's static configuration (its fingerprint) and the session settings; the paths of a
+    client's own embedded metastore and warehouse do not matter there (the engine has its own), so one process
+    can run lakes under two roots on one engine (the tests do) without dropping its session."""
+    if on_engine:
+        return (remote, engine.fingerprint(conf), tuple(sorted(engine.session_conf(conf).items())))
+    return (remote, tuple(sorted(conf.items())))
 _STARTUP_SECONDS: float | None = None
 _STARTS = 0  # in-process SparkSessions (JVMs) this process has started
 _INFO: SessionInfo | None = None
@@ -144,16 +155,15 @@ class SparkResource(dg.ConfigurableResource):
     def get_session(self) -> SparkSession:
         """The process's SparkSession, created on first use and reused afterwards: a client session on the engine
         (``ECOMMERCE_LAKE_SPARK_REMOTE``) when one is up for this configuration, else in-process local Spark."""
-        global _SESSION, _FINGERPRINT, _STARTUP_SECONDS, _STARTS, _INFO
+        global _SESSION, _FINGERPRINT, _CONF, _STARTUP_SECONDS, _STARTS, _INFO
         conf = self.spark_conf()
-        fingerprint = (self.remote, tuple(sorted(conf.items())))
         with _LOCK:
             if _SESSION is not None and _session_alive(_SESSION):
-                if fingerprint == _FINGERPRINT:
+                if _session_key(self.remote, conf, _INFO is not None and _INFO.kind == "engine") == _FINGERPRINT:
                     _activate(_SESSION)
                     _tag_run()
                     return _SESSION
-                changed = sorted(k for k, v in conf.items() if dict((_FINGERPRINT or ("", ()))[1]).get(k) != v)
+                changed = sorted(k for k, v in conf.items() if _CONF.get(k) != v)
                 log.warning("Spark configuration changed (%s); restarting the SparkSession", ", ".join(changed))
                 _stop(_SESSION)
                 _SESSION = None
@@ -164,7 +174,7 @@ class SparkResource(dg.ConfigurableResource):
                 if conn.session is not None:
                     _STARTUP_SECONDS = time.monotonic() - started
                     _INFO = SessionInfo("engine", self.remote, conn.session.session_id, conn.ui_url, conn.registry)
-                    _SESSION, _FINGERPRINT = conn.session, fingerprint
+                    _SESSION, _FINGERPRINT, _CONF = conn.session, _session_key(self.remote, conf, True), conf
                     _say(f"Spark: the engine at {self.remote} (Spark Connect session {conn.session.session_id}, "
                          f"connected in {_STARTUP_SECONDS:.2f} s)")
                     atexit.register(stop_session)  # closes the session on the engine (its cached data too)
@@ -181,7 +191,7 @@ class SparkResource(dg.ConfigurableResource):
             _STARTUP_SECONDS = time.monotonic() - started
             _STARTS += 1
             _INFO = SessionInfo("in-process", self.master, session.sparkContext.applicationId, "", "")
-            _SESSION, _FINGERPRINT = session, fingerprint
+            _SESSION, _FINGERPRINT, _CONF = session, _session_key(self.remote, conf, False), conf
             why = (f"{fallback}; " if fallback else "") if not engine.is_disabled(self.remote) else \
                 "ECOMMERCE_LAKE_SPARK_REMOTE is off; "
             _say(f"Spark: {why}started in-process Spark on {self.master} in {_STARTUP_SECONDS:.1f} s"
