@@ -40,6 +40,7 @@ class RunPlan:
     incomplete_batches: int
     days: tuple[str, str] | None  # partition range of the run, None: no day partitions
     mode: str
+    rejections: list[tuple[str, str]] = field(default_factory=list)  # (batch id, reason) of batches to reject
 
 
 def plan_run(settings: Settings, mode: str = "full") -> RunPlan:
@@ -59,6 +60,7 @@ def plan_run(settings: Settings, mode: str = "full") -> RunPlan:
     return RunPlan(
         new_batches=sum(1 for p in found.planned if p.accepted),
         rejected_batches=sum(1 for p in found.planned if not p.accepted),
+        rejections=[(p.batch.batch_id, p.reason or "") for p in found.planned if not p.accepted],
         incomplete_batches=len(found.incomplete),
         days=(min(days).isoformat(), max(days).isoformat()) if days else None,
         mode=mode,
@@ -98,6 +100,14 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     print(f"plan ({plan.mode}): {plan.new_batches} new batch(es), {plan.rejected_batches} to reject, "
           f"{plan.incomplete_batches} incomplete; day partitions: "
           + (f"{plan.days[0]}..{plan.days[1]}" if plan.days else "none"), flush=True)
+    if plan.rejections:
+        from ecommerce_lake.platform.io_manager import printable
+
+        for batch_id, reason in plan.rejections[:20]:
+            print(f"  batch {printable(batch_id)} breaks the landing contract and will be rejected whole (recorded "
+                  f"in raw.batch_log): {printable(reason)}", flush=True)
+        if len(plan.rejections) > 20:
+            print(f"  ... and {len(plan.rejections) - 20} more rejected batch(es): see raw.batch_log", flush=True)
     job_name = "lake_run"
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=target)]))
     job = defs.resolve_job_def(job_name)

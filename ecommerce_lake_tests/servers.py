@@ -169,3 +169,89 @@ def hive_metastore(workdir: Path, env: dict | None = None) -> Iterator[str]:
                  env=env) as proc:
         wait_for(lambda: port_open(port), 120, "hive metastore", proc, workdir / "hive-metastore.log")
         yield f"thrift://127.0.0.1:{port}"
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server: ``stop()`` closes its port and cuts every open connection
+    (the server looks down to its clients, as an S3 outage does), ``start()`` opens the same port again. The
+    server behind it keeps its state (moto keeps its buckets in memory: stopping moto itself would lose them)."""
+
+    def __init__(self, target_port: int, port: int | None = None):
+        import threading
+
+        self.target_port, self.port = target_port, port or free_port()
+        self._lock = threading.Lock()
+        self._listener = None
+        self._open: set = set()
+        self.connections = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        import socket
+
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._open = list(self._open), set()
+        if listener is not None:
+            listener.close()
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._open |= {client, upstream}
+                self.connections += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst) -> None:
+        import socket
+
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+            with self._lock:
+                self._open.discard(src)
+            with contextlib.suppress(OSError):
+                src.close()

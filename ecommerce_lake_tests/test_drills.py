@@ -129,14 +129,40 @@ def drill_landing(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(drill_landing, tmp_path_factory, engine_url, engine) -> dict:
-    """The tables one uninterrupted run writes."""
+def reference_env(drill_landing, tmp_path_factory, engine_url, engine) -> dict:
+    """The environment of the reference lake: one uninterrupted run of the raw and refined layers."""
     env = _home(tmp_path_factory.mktemp("reference"), drill_landing)
     result = _run(env)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    snap = _snapshot(Path(env["ECOMMERCE_LAKE_ROOT"]))
+    return env
+
+
+@pytest.fixture(scope="module")
+def reference(reference_env) -> dict:
+    """The tables one uninterrupted run writes."""
+    snap = _snapshot(Path(reference_env["ECOMMERCE_LAKE_ROOT"]))
     assert snap["raw/orders"] and snap["refined/orders"] and snap["raw/batch_log"]
     return snap
+
+
+def _copy_home(env: dict, to: Path) -> dict:
+    """A copy of a lake home (landing zone, lake, Dagster instance) and the environment of runs against it."""
+    shutil.copytree(env["ECOMMERCE_LAKE_HOME"], to, symlinks=True)
+    config = to / "dagster_home" / "dagster.yaml"
+    if config.exists():  # the instance's storage paths are absolute: point them at the copy
+        config.write_text(config.read_text().replace(env["ECOMMERCE_LAKE_HOME"], str(to)))
+    return {**env, "ECOMMERCE_LAKE_HOME": str(to), "DAGSTER_HOME": str(to / "dagster_home"),
+            "ECOMMERCE_LAKE_LANDING": str(to / "landing"), "ECOMMERCE_LAKE_ROOT": str(to / "lake")}
+
+
+@pytest.fixture(scope="module")
+def curated_env(reference_env, tmp_path_factory) -> dict:
+    """A copy of the reference lake with its curated layer (and checks) built on top: what the check drills
+    below copy again and corrupt."""
+    env = _copy_home(reference_env, tmp_path_factory.mktemp("curated") / "home")
+    result = _cli_run(env, "group:curated", tmp_path_factory.mktemp("curated_report") / "report.json")
+    assert result["exit_code"] == 0, result
+    return env
 
 
 # ---- drills -----------------------------------------------------------------------------------------------------
@@ -295,3 +321,131 @@ def test_hostile_batch_ids_and_file_names_and_a_redelivered_batch(drill_landing,
     got = _snapshot(lake)
     assert got == tables, _diff(got, tables)
     assert "CUST-REDELIVERED" not in set(_read(lake / "raw" / "customers")["customer_id"])
+
+
+# ---- checks shown failing: one bad-data fixture per check and per batch rule -----------------------------------
+def _cli_run(env: dict, select: str, report: Path) -> dict:
+    """``ecommerce-lake run --select SELECT --report FILE``: the report, with the exit code and the output."""
+    proc = subprocess.run([str(EXE), "run", "--select", select, "--report", str(report)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    out = json.loads(report.read_text()) if report.exists() else {}
+    return {**out, "exit_code": proc.returncode, "output": proc.stdout[-6000:] + proc.stderr[-3000:]}
+
+
+def _check(env: dict, asset: str, name: str):
+    """The latest evaluation of check ``name`` of ``asset`` in the lake home's Dagster instance."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+        record = instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey(asset.split("/")), name))
+    return record.evaluation if record else None
+
+
+FACT_DOWNSTREAM = ["curated/daily_sales", "curated/customer_orders", "curated/county_monthly_kpis",
+                   "curated/product_performance", "curated/category_share_by_county",
+                   "curated/top_products_by_county"]
+
+
+@pytest.mark.parametrize("table, assignment, check", [
+    # an order line with quantity 0 reaches fact_sales: its value rule quantity >= 1 fails
+    ("order_items", "quantity = 0", "value_rules"),
+    # a sold order whose customer pseudonym is gone: fact_sales' non-nullable customer_pseudonym
+    ("orders", "customer_pseudonym = NULL", "not_null"),
+], ids=["value_rules", "not_null"])
+def test_a_failing_blocking_check_stops_the_assets_downstream(curated_env, tmp_path, spark, table, assignment, check):
+    """A refined table corrupted behind the lake's back (as a bad manual fix would): rebuilding fact_sales and
+    everything downstream fails fact_sales' blocking check, leaves every downstream table at its previous version,
+    and `run` exits non-zero naming the check."""
+    env = _copy_home(curated_env, tmp_path / "home")
+    lake = Path(env["ECOMMERCE_LAKE_ROOT"])
+    victim = min(_read(lake / "curated" / "fact_sales").order_id)  # a sold order (read with delta-rs)
+    spark.sql(f"UPDATE delta.`{lake}/refined/{table}` SET {assignment} WHERE order_id = '{victim}'")
+    before = _versions(lake)
+    result = _cli_run(env, 'key:"curated/fact_sales"+', tmp_path / "report.json")
+    assert result["exit_code"] == 1, result["output"]
+    assert f"curated/fact_sales:{check}" in result["failed_blocking_checks"], result
+    evaluation = _check(env, "curated/fact_sales", check)
+    assert evaluation is not None and not evaluation.passed
+    assert evaluation.severity.value == "ERROR"
+    assert "curated/fact_sales" in result["materialized"]  # written, then found wrong by its check
+    assert not set(FACT_DOWNSTREAM) & set(result["materialized"]), result["materialized"]
+    after = _versions(lake)
+    assert all(after[t] == before[t] for t in FACT_DOWNSTREAM), (before, after)
+
+
+def test_warning_checks_fail_and_say_so_without_stopping_the_lake(curated_env, tmp_path, spark):
+    """The warning checks, each made to fail on real data: unknown_county_share above a threshold of 0 (the
+    landing zone has orders without a resolvable county), row_count_change after a third of fact_sales' lines
+    disappear upstream (threshold 0.1), and segment_changes when the RFM day moves two days back (threshold 0). Each
+    fails with severity WARN, is listed in the run's warnings, and the run goes on: downstream is built, exit 0."""
+    env = _copy_home(curated_env, tmp_path / "home")
+    lake = Path(env["ECOMMERCE_LAKE_ROOT"])
+    fact = _read(lake / "curated" / "fact_sales")
+    unknown_share = float(fact.loc[fact.county_code == 0, "net_revenue_kes"].sum() / fact.net_revenue_kes.sum())
+    assert unknown_share > 0  # from the generated data (dirty counties), read with delta-rs
+    spark.sql(f"DELETE FROM delta.`{lake}/refined/order_items` WHERE pmod(hash(order_id), 3) = 0")
+    env = {**env, "ECOMMERCE_LAKE_UNKNOWN_COUNTY_WARN_SHARE": "0", "ECOMMERCE_LAKE_ROW_COUNT_CHANGE_WARN_RATIO": "0.1",
+           "ECOMMERCE_LAKE_SEGMENT_CHANGE_WARN_SHARE": "0", "ECOMMERCE_LAKE_RFM_AS_OF": "2025-11-30"}
+    result = _cli_run(env, 'key:"curated/fact_sales"+ or key:"ml/rfm_scores"', tmp_path / "first.json")
+    assert result["exit_code"] == 0, result["output"]
+    assert {"curated/fact_sales:unknown_county_share", "curated/fact_sales:row_count_change"} <= set(
+        result["warnings"]), result["warnings"]
+    assert set(FACT_DOWNSTREAM) <= set(result["materialized"])  # warnings do not hold anything back
+    share = _check(env, "curated/fact_sales", "unknown_county_share")
+    assert not share.passed and share.severity.value == "WARN"
+    change = _check(env, "curated/fact_sales", "row_count_change")
+    assert not change.passed and change.severity.value == "WARN"
+    rows_now, rows_before = len(_read(lake / "curated" / "fact_sales")), len(fact)
+    assert rows_now < 0.9 * rows_before  # the third of the lines deleted upstream
+    assert _check(env, "ml/rfm_scores", "segment_changes").passed  # the first scores: nothing to compare
+    # scored again as of two days earlier: the last two days' orders drop out, recency, frequency and spend move
+    # (a constant shift of the day alone would not: the scores are quintiles)
+    later = {**env, "ECOMMERCE_LAKE_RFM_AS_OF": "2025-11-28"}
+    result = _cli_run(later, 'key:"ml/rfm_scores"', tmp_path / "second.json")
+    assert result["exit_code"] == 0, result["output"]
+    assert "ml/rfm_scores:segment_changes" in result["warnings"], result["warnings"]
+    segments = _check(env, "ml/rfm_scores", "segment_changes")
+    assert not segments.passed and segments.severity.value == "WARN"
+    assert segments.metadata["changed_share"].value > 0
+
+
+@pytest.mark.parametrize("files, rule", [
+    ({"customers.csv": b""}, "customers.csv: empty file (no header row)"),
+    ({"customers.csv": b"customer_id,full_name,email,phone,county,signup_date,updated_at,EMAIL\n"
+                       b"C9001,A B,a@b.ke,0712,Nairobi,2025-12-01,2025-12-01T10:00:00Z,x@y.ke\n"},
+     "customers.csv: duplicate column name(s) email"),
+], ids=["empty_file", "repeated_column"])
+def test_a_batch_that_breaks_a_batch_rule_is_rejected_whole(reference_env, tmp_path, files, rule):
+    """A batch with a 0-byte file, or with a column named twice (in another case): rejected whole in
+    raw.batch_log with a reason naming the file and the rule; none of its rows reach raw or refined; every other
+    table stays at its version with the same rows; the run's plan names the batch and the reason."""
+    env = _copy_home(reference_env, tmp_path / "home")
+    lake, landing = Path(env["ECOMMERCE_LAKE_ROOT"]), Path(env["ECOMMERCE_LAKE_LANDING"])
+    batch = landing / "2025-12-09"
+    batch.mkdir()
+    for name, content in files.items():
+        (batch / name).write_bytes(content)
+    (batch / "orders.csv").write_text("order_id,customer_id,order_ts,status,channel,delivery_county,payment_method,"
+                                      "shipping_fee_kes,updated_at\nO9001,C9001,2025-12-09T10:00:00+03:00,paid,web,"
+                                      "Nairobi,mpesa,0.00,2025-12-09T10:00:00+03:00\n")
+    (batch / "_SUCCESS").write_text("")
+    before, tables_before = _versions(lake), _snapshot(lake)
+    result = _cli_run(env, "group:raw", tmp_path / "report.json")  # where a batch is accepted or rejected
+    log = _read(lake / "raw" / "batch_log")
+    row = log[log.batch_id == "2025-12-09"].iloc[0]
+    assert row.status == "rejected" and rule in row.reason, (row.status, row.reason)
+    for table in ("raw/orders", "raw/customers"):
+        assert "2025-12-09" not in set(_read(lake / table)._batch_id)
+    assert "O9001" not in set(_read(lake / "refined" / "orders").order_id)
+    after, tables_after = _versions(lake), _snapshot(lake)
+    assert after["raw/batch_log"] == before["raw/batch_log"] + 1
+    changed = {t for t in after if after[t] != before.get(t)}
+    assert changed == {"raw/batch_log"}, (before, after)
+    # every other table holds exactly what it held
+    assert {t: v for t, v in tables_after.items() if t != "raw/batch_log"} == {
+        t: v for t, v in tables_before.items() if t != "raw/batch_log"}
+    assert result["exit_code"] == 0, result["output"]  # rejecting it whole is its designed fate
+    assert f"batch 2025-12-09 breaks the landing contract and will be rejected whole (recorded in raw.batch_log): " \
+           f"{rule}" in result["output"], result["output"]

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import os
 import subprocess
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -144,23 +145,73 @@ def _engine(env: dict):
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
+def _committed_tables(client, bucket: str, prefix: str) -> set[str]:
+    """The lake's tables (``<layer>/<table>``) with at least one Delta commit, listed straight from the server."""
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    return {k[len(prefix):].split("/_delta_log/")[0] for k in keys if "/_delta_log/" in k and k.endswith(".json")}
+
+
 def test_the_lake_on_s3(s3, landing_data, tmp_path):
     """ECOMMERCE_LAKE_ROOT=s3a://..., landing under s3://...: the lake (raw, refined, curated and its checks)
     works unchanged, on an engine of the S3 configuration (the test session's engine is a local one: it must not
-    serve this run)."""
+    serve this run). Every S3 request goes through a TCP proxy, and the first run meets an outage: the proxy is
+    stopped (connections cut, port closed) as soon as the first table has a commit, for 20 s. That run fails
+    naming the error or rides it out with retries; every table committed by then stays readable at a committed
+    version (nothing half-written is visible); the next run converges to the independent computation."""
+    from deltalake import DeltaTable
+
+    from ecommerce_lake_tests.servers import TcpProxy
+
     endpoint, client = s3
     local, expected = landing_data
     client.create_bucket(Bucket="lake")
     client.create_bucket(Bucket="landing")
     _upload(client, local, "landing", "exports")
-    env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://lake/ecommerce",
+    proxy = TcpProxy(int(endpoint.rsplit(":", 1)[1]))
+    proxy.start()
+    env = _env(tmp_path, proxy.endpoint, ECOMMERCE_LAKE_ROOT="s3a://lake/ecommerce",
                ECOMMERCE_LAKE_LANDING="s3://landing/exports", ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET="true",
                ECOMMERCE_LAKE_SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}")
-    with _engine(env):
-        result = _cli(["run", "--select", "group:raw or group:refined or group:curated"], env)
+    select = "group:raw or group:refined or group:curated"
+    try:
+        with _engine(env):
+            log = tmp_path / "outage-run.log"
+            with log.open("w") as out:
+                run = subprocess.Popen([str(BIN / "ecommerce-lake"), "run", "--select", select], env=env,
+                                       stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            deadline = time.monotonic() + 900
+            while run.poll() is None and time.monotonic() < deadline and not _committed_tables(
+                    client, "lake", "ecommerce/"):
+                time.sleep(0.2)
+            assert run.poll() is None, "the run ended before its first commit: " + log.read_text()[-3000:]
+            proxy.stop()
+            cut_at = _committed_tables(client, "lake", "ecommerce/")
+            time.sleep(20)
+            proxy.start()
+            outage_exit = run.wait(timeout=1200)
+            output = log.read_text()
+            if outage_exit != 0:  # failed: it says which step and why
+                assert "failed" in output.lower() and any(
+                    word in output for word in ("Connection refused", "connect", "Unable to execute HTTP request",
+                                                "EndpointConnectionError", "timed out", "S3")), output[-5000:]
+            # every committed table is readable at a committed version, straight from the server (not through
+            # the proxy, not through the code under test)
+            storage = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+                       "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+            committed = _committed_tables(client, "lake", "ecommerce/")
+            assert cut_at <= committed
+            for table in sorted(committed):
+                DeltaTable(f"s3://lake/ecommerce/{table}", storage_options=storage).to_pyarrow_table()
+            result = _cli(["run", "--select", select], env)
+    finally:
+        proxy.stop()
+    print(f"S3 outage drill: cut after {sorted(cut_at)} committed; the run exited {outage_exit}; "
+          f"{proxy.connections} connections through the proxy")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert f"(Spark: engine {env['ECOMMERCE_LAKE_SPARK_REMOTE']})" in result.stdout
-    total, lines = _fact_total(env, "s3a://lake/ecommerce")
+    total, lines = _fact_total({**env, "ECOMMERCE_LAKE_S3_ENDPOINT": endpoint}, "s3a://lake/ecommerce")
     assert total == sum(expected["net_revenue_kes"], Decimal("0")) and lines == len(expected)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="ecommerce/curated/fact_sales/")["Contents"]]
     assert any(k.endswith(".parquet") for k in keys) and any("_delta_log" in k for k in keys)
