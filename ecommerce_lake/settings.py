@@ -14,6 +14,7 @@ from pathlib import Path
 
 PREFIX = "ECOMMERCE_LAKE_"
 ENVIRONMENTS = ("local", "prod")
+WHOLE_STAGE_CODEGEN = ("auto", "true", "false")
 
 
 class ConfigError(ValueError):
@@ -76,6 +77,12 @@ class Settings:
     spark_driver_memory: str = ""
     spark_ui: bool = False
     spark_conf: Mapping[str, str] = field(default_factory=dict)
+    # JVM options of the Spark driver (the engine's, or in-process Spark's), e.g. "-XX:TieredStopAtLevel=1"
+    spark_java_options: str = ""
+    # Spark's whole-stage code generation (spark.sql.codegen.wholeStage): true, false, or auto (off while the local
+    # landing zone is small: compiling each query's code costs more than it saves there, docs/performance.md).
+    # Empty: auto in local, true (Spark's default) in prod
+    spark_whole_stage_codegen: str = ""
     hive_metastore_uri: str = ""
     jars_dir: str = field(default_factory=lambda: str(Path.home() / ".cache" / "ecommerce_lake" / "jars"))
     maven_repo: str = "https://repo1.maven.org/maven2"
@@ -110,6 +117,11 @@ class Settings:
             object.__setattr__(self, "lake_root", str(Path(home) / "lake"))
         if not self.landing_root:
             object.__setattr__(self, "landing_root", str(Path(home) / "landing"))
+        codegen = (self.spark_whole_stage_codegen or ("true" if self.env == "prod" else "auto")).strip().lower()
+        if codegen not in WHOLE_STAGE_CODEGEN:
+            raise ConfigError(f"{PREFIX}SPARK_WHOLE_STAGE_CODEGEN={self.spark_whole_stage_codegen!r}: expected one "
+                              f"of {', '.join(WHOLE_STAGE_CODEGEN)}")
+        object.__setattr__(self, "spark_whole_stage_codegen", codegen)
         if not self.spark_driver_memory:
             object.__setattr__(self, "spark_driver_memory", _default_driver_memory())
         if self.spark_shuffle_partitions <= 0:
@@ -206,6 +218,8 @@ class Settings:
             "RFM_AS_OF": "rfm_as_of",
             "FORECAST_AS_OF": "forecast_as_of",
             "LEAD_TIMES": "lead_times",
+            "SPARK_JAVA_OPTIONS": "spark_java_options",
+            "SPARK_WHOLE_STAGE_CODEGEN": "spark_whole_stage_codegen",
         }
         for var, attr in simple.items():
             value = get(var)

@@ -348,28 +348,37 @@ FACT_DOWNSTREAM = ["curated/daily_sales", "curated/customer_orders", "curated/co
                    "curated/top_products_by_county"]
 
 
-@pytest.mark.parametrize("table, assignment, check", [
+# each corruption breaks one blocking check of fact_sales, on an order of its own
+CORRUPTIONS = [
     # an order line with quantity 0 reaches fact_sales: its value rule quantity >= 1 fails
     ("order_items", "quantity = 0", "value_rules"),
     # a sold order whose customer pseudonym is gone: fact_sales' non-nullable customer_pseudonym
     ("orders", "customer_pseudonym = NULL", "not_null"),
-], ids=["value_rules", "not_null"])
-def test_a_failing_blocking_check_stops_the_assets_downstream(curated_env, tmp_path, spark, table, assignment, check):
-    """A refined table corrupted behind the lake's back (as a bad manual fix would): rebuilding fact_sales and
-    everything downstream fails fact_sales' blocking check, leaves every downstream table at its previous version,
-    and `run` exits non-zero naming the check."""
+]
+
+
+def test_failing_blocking_checks_stop_the_assets_downstream(curated_env, tmp_path, spark):
+    """Refined tables corrupted behind the lake's back (as a bad manual fix would), one order per blocking check:
+    rebuilding fact_sales and everything downstream fails each of those checks of fact_sales (and no other), leaves
+    every downstream table at its previous version, and `run` exits non-zero naming the checks. (One run for both
+    corruptions: a failing blocking check holds its downstream back whatever the other checks say, and each check's
+    own evaluation is asserted.)"""
     env = _copy_home(curated_env, tmp_path / "home")
     lake = Path(env["ECOMMERCE_LAKE_ROOT"])
-    victim = min(_read(lake / "curated" / "fact_sales").order_id)  # a sold order (read with delta-rs)
-    spark.sql(f"UPDATE delta.`{lake}/refined/{table}` SET {assignment} WHERE order_id = '{victim}'")
+    victims = sorted(set(_read(lake / "curated" / "fact_sales").order_id))[:len(CORRUPTIONS)]  # sold orders
+    for (table, assignment, _), victim in zip(CORRUPTIONS, victims):
+        spark.sql(f"UPDATE delta.`{lake}/refined/{table}` SET {assignment} WHERE order_id = '{victim}'")
     before = _versions(lake)
     result = _cli_run(env, 'key:"curated/fact_sales"+', tmp_path / "report.json")
     assert result["exit_code"] == 1, result["output"]
-    assert f"curated/fact_sales:{check}" in result["failed_blocking_checks"], result
-    evaluation = _check(env, "curated/fact_sales", check)
-    assert evaluation is not None and not evaluation.passed
-    assert evaluation.severity.value == "ERROR"
-    assert "curated/fact_sales" in result["materialized"]  # written, then found wrong by its check
+    assert sorted(result["failed_blocking_checks"]) == sorted(
+        f"curated/fact_sales:{check}" for _, _, check in CORRUPTIONS), result
+    for _, _, check in CORRUPTIONS:
+        evaluation = _check(env, "curated/fact_sales", check)
+        assert evaluation is not None and not evaluation.passed, check
+        assert evaluation.severity.value == "ERROR"
+        assert evaluation.metadata["failing_rows"].value >= 1, (check, evaluation.metadata)
+    assert "curated/fact_sales" in result["materialized"]  # written, then found wrong by its checks
     assert not set(FACT_DOWNSTREAM) & set(result["materialized"]), result["materialized"]
     after = _versions(lake)
     assert all(after[t] == before[t] for t in FACT_DOWNSTREAM), (before, after)

@@ -158,7 +158,8 @@ def test_the_lake_on_s3(s3, landing_data, tmp_path):
     serve this run). Every S3 request goes through a TCP proxy, and the first run meets an outage: the proxy is
     stopped (connections cut, port closed) as soon as the first table has a commit, for 20 s. That run fails
     naming the error or rides it out with retries; every table committed by then stays readable at a committed
-    version (nothing half-written is visible); the next run converges to the independent computation."""
+    version (nothing half-written is visible); the lake converges to the independent computation: the run's own
+    tables when it rode the outage out, a re-run's when it failed."""
     from deltalake import DeltaTable
 
     from ecommerce_lake_tests.servers import TcpProxy
@@ -204,13 +205,17 @@ def test_the_lake_on_s3(s3, landing_data, tmp_path):
             assert cut_at <= committed
             for table in sorted(committed):
                 DeltaTable(f"s3://lake/ecommerce/{table}", storage_options=storage).to_pyarrow_table()
-            result = _cli(["run", "--select", select], env)
+            if outage_exit != 0:  # failed clearly: a re-run converges
+                result = _cli(["run", "--select", select], env)
+                assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+                output = result.stdout
+            # else it rode the outage out: its own tables are the converged ones (re-running a built lake changes
+            # nothing: test_lake.py::test_rematerializing_changes_nothing)
     finally:
         proxy.stop()
     print(f"S3 outage drill: cut after {sorted(cut_at)} committed; the run exited {outage_exit}; "
           f"{proxy.connections} connections through the proxy")
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    assert f"(Spark: engine {env['ECOMMERCE_LAKE_SPARK_REMOTE']})" in result.stdout
+    assert f"(Spark: engine {env['ECOMMERCE_LAKE_SPARK_REMOTE']})" in output
     total, lines = _fact_total({**env, "ECOMMERCE_LAKE_S3_ENDPOINT": endpoint}, "s3a://lake/ecommerce")
     assert total == sum(expected["net_revenue_kes"], Decimal("0")) and lines == len(expected)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="ecommerce/curated/fact_sales/")["Contents"]]

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from ecommerce_lake.platform.jars import JAR_GROUPS, JarResolutionError, resolve_jars
+from ecommerce_lake.platform.spark import small_landing
 from ecommerce_lake.settings import ConfigError, Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,11 +58,16 @@ def test_settings_come_from_prefixed_environment_variables(tmp_path):
     assert s.spark_master == "spark://10.0.0.5:7077" and s.spark_shuffle_partitions == 64
     assert dict(s.spark_conf) == {"spark.executor.memory": "4g", "spark.executor.cores": "2"}
     assert s.hive_metastore_uri == "thrift://metastore:9083"
+    assert s.spark_whole_stage_codegen == "true"  # Spark's default where the data is big
+    tuned = Settings.from_env({**env, "ECOMMERCE_LAKE_SPARK_WHOLE_STAGE_CODEGEN": "false",
+                               "ECOMMERCE_LAKE_SPARK_JAVA_OPTIONS": "-XX:+UseG1GC"})
+    assert tuned.spark_whole_stage_codegen == "false" and tuned.spark_java_options == "-XX:+UseG1GC"
 
     local = Settings.from_env({"ECOMMERCE_LAKE_HOME": str(tmp_path)})
     assert local.env == "local" and local.lake_root == str(tmp_path / "lake")
     assert local.landing_root == str(tmp_path / "landing") and local.spark_master == "local[*]"
     assert local.spark_shuffle_partitions == 2 * (os.cpu_count() or 2)
+    assert local.spark_whole_stage_codegen == "auto"  # off while the landing zone is small (docs/performance.md)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +78,7 @@ def test_settings_come_from_prefixed_environment_variables(tmp_path):
         ({"ECOMMERCE_LAKE_SPARK_UI": "maybe"}, "ECOMMERCE_LAKE_SPARK_UI"),
         ({"ECOMMERCE_LAKE_ROOT": "gs://bucket/lake"}, "s3a://"),
         ({"ECOMMERCE_LAKE_SPARK_CONF": "novalue"}, "ECOMMERCE_LAKE_SPARK_CONF"),
+        ({"ECOMMERCE_LAKE_SPARK_WHOLE_STAGE_CODEGEN": "sometimes"}, "ECOMMERCE_LAKE_SPARK_WHOLE_STAGE_CODEGEN"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):
@@ -79,7 +86,7 @@ def test_bad_settings_name_the_variable(env, message):
         Settings.from_env(env)
 
 
-def test_spark_configuration(resources, spark):
+def test_spark_configuration(resources, spark, tmp_path):
     conf = resources["spark"].spark_conf()
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -91,6 +98,19 @@ def test_spark_configuration(resources, spark):
     assert spark.conf.get("spark.sql.shuffle.partitions") == conf["spark.sql.shuffle.partitions"]
     assert spark.conf.get("spark.sql.catalogImplementation") == "hive"
     assert spark.conf.get("spark.sql.warehouse.dir").endswith("/lake/_warehouse")
+    # JVM options join the embedded metastore's (both reach the driver: the engine's command line, in-process Spark)
+    options = resources["spark"].model_copy(update={"java_options": "-XX:+UseG1GC"}).spark_conf()
+    assert options["spark.driver.extraJavaOptions"].split() == [conf["spark.driver.extraJavaOptions"], "-XX:+UseG1GC"]
+    # a session setting: the test session's client set it on its engine session (auto: its landing zone is small)
+    assert conf["spark.sql.codegen.wholeStage"] == "false" == spark.conf.get("spark.sql.codegen.wholeStage")
+    # auto decides by the size of the landing files: on for a landing zone of 16 MiB or more, or a remote one
+    big = tmp_path / "big_landing" / "2025-01-01"
+    big.mkdir(parents=True)
+    (big / "order_items.csv").write_bytes(b"x" * (16 * 1024 * 1024))
+    assert not small_landing(str(big.parent)) and not small_landing("s3://landing/exports")
+    assert small_landing(str(tmp_path / "no_landing_yet"))
+    sized = resources["spark"].model_copy(update={"landing_root": str(big.parent)}).spark_conf()
+    assert sized["spark.sql.codegen.wholeStage"] == "true"
 
 
 def test_definitions_load_and_validate_like_dagster_dev(tmp_path):

@@ -42,6 +42,9 @@ def spark_resource(settings: Settings) -> SparkResource:
         s3_endpoint=settings.s3_endpoint,
         s3_region=settings.s3_region,
         s3_path_style=settings.s3_path_style,
+        java_options=settings.spark_java_options,
+        whole_stage_codegen=settings.spark_whole_stage_codegen,
+        landing_root=settings.landing_root,
         extra_conf=dict(settings.spark_conf),
     )
 
