@@ -63,9 +63,9 @@ SMALL_LANDING_BYTES = 16 * 1024 * 1024  # below this, whole-stage code generatio
 @functools.lru_cache(maxsize=8)
 def small_landing(root: str) -> bool:
     """Whether a local landing zone holds less than SMALL_LANDING_BYTES (measured once per process; a remote one
-    counts as big, a local one not there yet as small). Measured on a warm engine (docs/performance.md): an 815-line lake (0.3 MB of landing
-    files) rebuilt in 68-71 s without whole-stage code generation against 91 s with it; a 150,000-line lake (27 MB)
-    in 117 s without against 110-126 s with it."""
+    counts as big, a local one not there yet as small). Measured on a warm engine (docs/performance.md): an
+    815-line lake (0.3 MB of landing files) rebuilt in 68-71 s without whole-stage code generation against 91 s
+    with it; a 150,000-line lake (27 MB) in 117 s without against 110-126 s with it."""
     if not root or "://" in root:
         return False
     total = 0
