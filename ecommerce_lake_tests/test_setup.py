@@ -66,7 +66,7 @@ def test_settings_come_from_prefixed_environment_variables(tmp_path):
     local = Settings.from_env({"ECOMMERCE_LAKE_HOME": str(tmp_path)})
     assert local.env == "local" and local.lake_root == str(tmp_path / "lake")
     assert local.landing_root == str(tmp_path / "landing") and local.spark_master == "local[*]"
-    assert local.spark_shuffle_partitions == 2 * (os.cpu_count() or 2)
+    assert local.spark_shuffle_partitions == (os.cpu_count() or 2)
     assert local.spark_whole_stage_codegen == "auto"  # off while the landing zone is small (docs/performance.md)
 
 
