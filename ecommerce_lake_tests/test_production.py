@@ -175,9 +175,9 @@ def test_the_lake_on_s3(s3, landing_data, tmp_path):
                ECOMMERCE_LAKE_LANDING="s3://landing/exports", ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET="true",
                ECOMMERCE_LAKE_SPARK_REMOTE=f"sc://127.0.0.1:{free_port()}")
     # raw, refined and curated tables of every write mode (day partitions: fact_sales, daily_sales; whole table:
-    # county_monthly_kpis); the other curated tables are written by the same IO manager path, locally everywhere
+    # category_share_by_county); the other curated tables are written by the same IO manager path, locally everywhere
     select = ('group:raw or group:refined or key:"curated/fact_sales" or key:"curated/daily_sales" '
-              'or key:"curated/county_monthly_kpis"')
+              'or key:"curated/category_share_by_county"')
     try:
         with _engine(env):
             log = tmp_path / "outage-run.log"
