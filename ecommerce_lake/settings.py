@@ -127,7 +127,7 @@ class Settings:
         if self.spark_shuffle_partitions <= 0:
             cores = os.cpu_count() or 2
             # locally one task per core and stage: on small data a second wave of tasks costs more than it
-            # balances (a warm 836-line lake build 52 s with 2 partitions on 2 cores, 66-70 s with 4)
+            # balances (a warm rebuild of an 815-line lake: 52 s with 2 partitions on 2 cores, 66-70 s with 4)
             default = cores if self.spark_master.startswith("local") else 64
             object.__setattr__(self, "spark_shuffle_partitions", default)
         if not self.pseudonym_key_file:
