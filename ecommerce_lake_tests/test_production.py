@@ -155,11 +155,11 @@ def _committed_tables(client, bucket: str, prefix: str) -> set[str]:
 def test_the_lake_on_s3(s3, landing_data, tmp_path):
     """ECOMMERCE_LAKE_ROOT=s3a://..., landing under s3://...: the lake (raw, refined, the curated tables of each
     write mode, and their checks) works unchanged, on an engine of the S3 configuration (the test session's
-    engine is a local one: it must not serve this run). Every S3 request goes through a TCP proxy, and the first run meets an outage: the proxy is
-    stopped (connections cut, port closed) as soon as the first table has a commit, for 20 s. That run fails
-    naming the error or rides it out with retries; every table committed by then stays readable at a committed
-    version (nothing half-written is visible); the lake converges to the independent computation: the run's own
-    tables when it rode the outage out, a re-run's when it failed."""
+    engine is a local one: it must not serve this run). Every S3 request goes through a TCP proxy, and the first
+    run meets an outage: the proxy is stopped (connections cut, port closed) as soon as the first table has a
+    commit, for 20 s. That run fails naming the error or rides it out with retries; every table committed by then
+    stays readable at a committed version (nothing half-written is visible); the lake converges to the independent
+    computation: the run's own tables when it rode the outage out, a re-run's when it failed."""
     from deltalake import DeltaTable
 
     from ecommerce_lake_tests.servers import TcpProxy
