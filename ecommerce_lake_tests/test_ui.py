@@ -24,7 +24,9 @@ ARTIFACTS = Path(os.environ.get("ECOMMERCE_LAKE_TEST_ARTIFACTS", REPO / "test-ar
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
+def ui(tmp_path_factory, engine_url, engine):
+    """The webserver and daemon over a small lake built on the session's engine (so that the module also runs
+    alone: ``pytest ecommerce_lake_tests/test_ui.py``)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium); .ci/run does")
     home = tmp_path_factory.mktemp("ui_home")
