@@ -233,5 +233,6 @@ def execute_request(settings: Settings, request: dg.RunRequest, instance: dg.Dag
     defs = dg.Definitions.merge(build_defs(settings), dg.Definitions(jobs=[job]))
     return defs.resolve_job_def("sensor_request").execute_in_process(
         instance=instance or dg.DagsterInstance.get(), tags=dict(request.tags), raise_on_error=False,
+        asset_selection=list(request.asset_selection),  # recorded on the run, as the daemon's run records it
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

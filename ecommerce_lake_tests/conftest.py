@@ -5,7 +5,6 @@ run processes) through ``ECOMMERCE_LAKE_SPARK_REMOTE``; temporary lake roots."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,21 +15,29 @@ from ecommerce_lake.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def session_home(tmp_path_factory) -> Path:
+def session_env():
+    """Environment variables for the whole session (and every process its tests start), undone at its end."""
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory, session_env) -> Path:
     home = tmp_path_factory.mktemp("ecommerce_lake_home")
-    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
+    session_env.setenv("DAGSTER_HOME", str(home / "dagster_home"))
     (home / "dagster_home").mkdir()
     (home / "dagster_home" / "dagster.yaml").write_text(instance_yaml(home / "dagster_home"))
     return home
 
 
 @pytest.fixture(scope="session")
-def engine_url() -> str:
+def engine_url(session_env) -> str:
     """The session's engine address, exported so that every process a test starts uses the engine too."""
     from ecommerce_lake_tests.servers import free_port
 
     url = f"sc://127.0.0.1:{free_port()}"
-    os.environ["ECOMMERCE_LAKE_SPARK_REMOTE"] = url
+    session_env.setenv("ECOMMERCE_LAKE_SPARK_REMOTE", url)
     return url
 
 

@@ -76,11 +76,13 @@ def _cli(args: list[str], env: dict, timeout: int = 1200) -> subprocess.Complete
 def _fact_total(env: dict, root: str) -> tuple[Decimal, int]:
     from ecommerce_lake.platform.lake_reader import LakeReaderResource
 
-    os.environ.update(S3_ENV)
-    reader = LakeReaderResource(root=root, s3_endpoint=env["ECOMMERCE_LAKE_S3_ENDPOINT"], s3_path_style=True)
     import dagster as dg
 
-    table = reader.read(dg.AssetKey(["curated", "fact_sales"]), ["net_revenue_kes"], cache=False)
+    with pytest.MonkeyPatch.context() as mp:  # delta-rs takes the S3 credentials from the environment
+        for name, value in S3_ENV.items():
+            mp.setenv(name, value)
+        reader = LakeReaderResource(root=root, s3_endpoint=env["ECOMMERCE_LAKE_S3_ENDPOINT"], s3_path_style=True)
+        table = reader.read(dg.AssetKey(["curated", "fact_sales"]), ["net_revenue_kes"], cache=False)
     return sum(table.column("net_revenue_kes").to_pylist(), Decimal("0")), table.num_rows
 
 
@@ -260,12 +262,13 @@ def test_the_lake_on_a_spark_cluster_with_a_thrift_metastore(s3, landing_data, t
         assert any(a["name"] == "ecommerce_lake engine" for a in status["completedapps"]), status
 
 
-def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, landing_data, engine, settings):
+def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, landing_data, engine, settings,
+                                                                   monkeypatch):
     """Production instance (docker/dagster.prod.yaml: PostgreSQL storage, queued runs, Dagster's default run
     launcher), with the webserver, the daemon and the code server as separate processes and the engine beside
-    them: a new batch is picked up by the landing sensor, ingested, and declarative automation refreshes the
-    refined tables, the sales among them. Every run is a light process of its own and a client of the one
-    engine (no JVM of its own)."""
+    them: a new batch is picked up by the landing sensor, its run carries it from raw to the day-partitioned
+    curated tables, and declarative automation refreshes the all-time curated tables. Every run is a light
+    process of its own and a client of the one engine (no JVM of its own)."""
     import shutil
 
     import dagster as dg
@@ -296,7 +299,8 @@ def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, lan
                             env=env) as daemon:
                 wait_for(lambda: http_json(f"http://127.0.0.1:{web_port}/server_info"), 120, "webserver", web,
                          tmp_path / "webserver.log")
-                os.environ.update(pg_env)
+                for name, value in pg_env.items():  # the instance below reads its database from them
+                    monkeypatch.setenv(name, value)
                 instance = dg.DagsterInstance.from_config(str(dagster_home))
                 try:
                     def batch_runs_done():
@@ -310,18 +314,23 @@ def test_dagster_on_postgres_runs_the_lake_from_the_landing_sensor(tmp_path, lan
                                     tmp_path / "daemon.log")
                     assert sorted(r.tags["ecommerce_lake/batch_id"] for r in runs) == sorted(
                         p.name for p in landing.iterdir())
-                    # automation (not the sensor) carries the batch on, layer by layer: the refined reference
-                    # tables, then the refined sales (curated follows the same way, one run per hop)
-                    orders = wait_for(lambda: instance.get_latest_materialization_event(
-                        dg.AssetKey(["refined", "orders"])), 900, "automation refreshing the refined sales",
-                        daemon, tmp_path / "daemon.log")
-                    tags = instance.get_run_by_id(orders.run_id).tags
+                    # the batch's own run carried it from raw to the day-partitioned curated tables (and built the
+                    # county reference: a fresh lake); declarative automation then refreshes the all-time tables
+                    batch_run = runs[0].run_id
+                    for key in (["refined", "counties"], ["refined", "orders"], ["curated", "daily_sales"]):
+                        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+                        assert event is not None and event.run_id == batch_run, key
+                    kpis = wait_for(lambda: instance.get_latest_materialization_event(
+                        dg.AssetKey(["curated", "county_monthly_kpis"])), 900,
+                        "automation refreshing the all-time tables", daemon, tmp_path / "daemon.log")
+                    tags = instance.get_run_by_id(kpis.run_id).tags
                     assert tags.get("dagster/from_automation_condition") == "true", tags
                     assert "ecommerce_lake/batch_id" not in tags
                     # the materialization comes before the step's checks: wait for the run to end
-                    wait_for(lambda: instance.get_run_by_id(orders.run_id).is_finished, 600,
-                             "the refined sales run finished", daemon, tmp_path / "daemon.log")
-                    assert instance.get_run_by_id(orders.run_id).status == dg.DagsterRunStatus.SUCCESS
+                    wait_for(lambda: instance.get_run_by_id(kpis.run_id).is_finished, 600,
+                             "the all-time tables' run finished", daemon, tmp_path / "daemon.log")
+                    assert instance.get_run_by_id(kpis.run_id).status == dg.DagsterRunStatus.SUCCESS, \
+                        _run_failures(instance, [instance.get_run_by_id(kpis.run_id)])
                     # every run was a client of the one engine (the run's own tag, set when it connected)
                     done = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.SUCCESS]
                     assert len(done) >= 2

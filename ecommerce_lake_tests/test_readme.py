@@ -1,8 +1,8 @@
 """The README's commands, run literally as a newcomer types them (``.venv/bin/ecommerce-lake ...`` from the
 repository root, with nothing of the virtual environment on PATH), against a small lake of their own: the demo
 with smaller sample data, a query, the UI (webserver, daemon, engine), and the walk-through of a new export
-arriving while the UI is up: ``generate --next``, then the landing sensor and declarative automation refresh that
-day up to curated.daily_sales, each run on the engine."""
+arriving while the UI is up: ``generate --next``, then the landing sensor's run refreshes that day up to
+curated.daily_sales and declarative automation the all-time tables, each run on the engine."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def test_the_demo_then_every_readme_command_as_written(newcomer):
 
 def test_the_ui_walk_through_a_new_export_reaches_curated(newcomer):
     """``.venv/bin/ecommerce-lake ui`` (it used to exec ``dagster`` by name and crash without the venv on PATH),
-    then ``generate --next``: the sensor and automation refresh that day while we watch."""
+    then ``generate --next``: the sensor's run for the batch refreshes that day up to curated.daily_sales, and
+    declarative automation the all-time tables, while we watch."""
     env, home = newcomer
     if port_open(3000):
         pytest.fail("port 3000 (the README's UI address) is in use on this machine")
@@ -97,21 +98,29 @@ def test_the_ui_walk_through_a_new_export_reaches_curated(newcomer):
         day = batch[:10]
         instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster_home")))
         try:
-            def refreshed():
-                records = instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(["curated", "daily_sales"]),
-                                          asset_partitions=[day]), limit=1).records
-                return records[0] if records else None
+            def refreshed(table: str, partition: str | None = None, after: float = 0.0):
+                def latest():
+                    records = instance.fetch_materializations(
+                        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["curated", table]), after_timestamp=after,
+                                              asset_partitions=[partition] if partition else None), limit=1).records
+                    return records[0] if records else None
+                return latest
 
-            record = wait_for(refreshed, 600, f"curated/daily_sales {day} refreshed by sensor and automation", ui,
-                              log)
-            runs = [rec.dagster_run for rec in instance.get_run_records(limit=50)
-                    if rec.create_timestamp.timestamp() >= record.timestamp - 600]
-            by_sensor = [r for r in runs if r.tags.get("ecommerce_lake/batch_id") == batch]
-            assert by_sensor and by_sensor[0].status == dg.DagsterRunStatus.SUCCESS, [r.tags for r in runs]
+            # the batch's own run (the sensor's) carries the day from raw to curated.daily_sales
+            record = wait_for(refreshed("daily_sales", day), 600, f"curated/daily_sales {day} refreshed by the "
+                              "batch's run", ui, log)
             run = instance.get_run_by_id(record.run_id)
-            assert run.tags.get("dagster/from_automation_condition") == "true", run.tags
-            for r in [*by_sensor, run]:  # every run of the walk-through went through the engine
+            assert run.tags.get("ecommerce_lake/batch_id") == batch, run.tags
+            # declarative automation then refreshes the all-time tables
+            kpis = wait_for(refreshed("county_monthly_kpis", after=record.timestamp), 600,
+                            "curated/county_monthly_kpis refreshed by automation", ui, log)
+            auto = instance.get_run_by_id(kpis.run_id)
+            assert auto.tags.get("dagster/from_automation_condition") == "true", auto.tags
+            wait_for(lambda: instance.get_run_by_id(auto.run_id).is_finished, 600, "the automation run finished",
+                     ui, log)
+            for r in (run, auto):  # every run of the walk-through went through the engine
+                r = instance.get_run_by_id(r.run_id)
+                assert r.status == dg.DagsterRunStatus.SUCCESS, r.run_id
                 assert r.tags.get("ecommerce_lake/spark", "").startswith("engine sc://"), r.tags
             failed = [r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))]
             assert not failed, f"runs failed during the walk-through: {failed}"

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
-from ecommerce_lake.defs.automation import RAW_ALL, RAW_BATCH_OUTPUTS, landing_sensor, run_failure_recorder
+from ecommerce_lake.defs.automation import (
+    BATCH_REFERENCE_RUN, BATCH_RUN, RAW_BATCH_OUTPUTS, landing_sensor, run_failure_recorder,
+)
 from ecommerce_lake.defs.resources import build_resources
 from ecommerce_lake.partitions import BATCH_TAG, RANGE_END_TAG, RANGE_START_TAG
 from ecommerce_lake.runner import execute_request
@@ -72,8 +74,9 @@ def sensor_lake(tmp_path_factory, engine_url, spark):
 
 def test_a_day_of_the_landing_sensor_and_automation(sensor_lake):
     """One scenario, in order, on the module's own lake: nothing to do on an ingested zone (waits at the
-    incomplete batch); a new batch gets one run for the days it touches, once; that run ingests it and
-    declarative automation plans exactly those days downstream; a rejected batch and a late-completed one."""
+    incomplete batch); a new batch gets one run for the days it touches, once; that run carries it from raw to the
+    day-partitioned curated tables, and declarative automation then plans the all-time tables only (not the days
+    the batch's run refreshed itself); a rejected batch, a late-completed one, and one without sales."""
     settings, instance, res = sensor_lake.settings, sensor_lake.instance, sensor_lake.resources
     landing = Path(settings.landing_root)
 
@@ -100,17 +103,20 @@ def test_a_day_of_the_landing_sensor_and_automation(sensor_lake):
     request = result.run_requests[0]
     assert request.tags[BATCH_TAG] == "2025-12-06"
     assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2025-12-01", "2025-12-07")
-    assert set(request.asset_selection) == set(RAW_ALL)
+    assert set(request.asset_selection) == set(BATCH_RUN)
+    assert {dg.AssetKey(["refined", "orders"]), dg.AssetKey(["curated", "daily_sales"])} <= set(BATCH_RUN)
     again, _ = _tick(res, result.cursor)
     assert not again.run_requests  # requested once only
     cursor = again.cursor
 
-    # 3. the requested run ingests the batch; automation plans those days, and only those, downstream
+    # 3. the requested run carries the batch from raw to curated; automation then plans the all-time tables
     from ecommerce_lake.definitions import build_defs
 
     defs = build_defs(settings)
     before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    assert execute_request(settings, request, instance=instance).success
+    done = execute_request(settings, request, instance=instance)
+    assert done.success
+    assert set(instance.get_run_by_id(done.run_id).asset_selection) == set(BATCH_RUN)  # as the daemon launches it
     orders = sensor_lake.table("raw/orders").where("_batch_id = '2025-12-06'")
     assert {str(r["_order_date"]) for r in orders.collect()} == {"2025-12-06"}
     items = {r["order_id"]: str(r["_order_date"]) for r in
@@ -118,13 +124,20 @@ def test_a_day_of_the_landing_sensor_and_automation(sensor_lake):
     assert items == {"TO30": "2025-12-06", "TO31": "2025-12-06", "TO09": "2025-12-01"}
     log = sensor_lake.table("raw/batch_log").where("batch_id = '2025-12-06'").collect()[0]
     assert log["status"] == "accepted" and log["days"] == ["2025-12-01", "2025-12-06", "2025-12-07"]
+    assert {r["order_id"] for r in sensor_lake.table("refined/orders").where("order_date = '2025-12-06'")
+            .collect()} == {"TO30", "TO31"}
+    fact = sensor_lake.table("curated/fact_sales").where("order_id IN ('TO30', 'TO31', 'TO09')").collect()
+    assert {(r["order_id"], str(r["order_date"])) for r in fact} == {
+        ("TO30", "2025-12-06"), ("TO31", "2025-12-06"), ("TO09", "2025-12-01")}
+    assert any(r["order_id"] == "TO09" and r["product_id"] == "P00004" for r in fact)  # the corrected line
+    daily = sensor_lake.table("curated/daily_sales").where("order_date = '2025-12-06'").collect()
+    assert sum(r["units"] for r in daily) == 2
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
-    refined = evaluation.get_requested_partitions(dg.AssetKey(["refined", "orders"]))
-    assert {"2025-12-01", "2025-12-06", "2025-12-07"} <= refined
-    assert "2025-11-29" not in refined  # days the batch did not touch stay as they are
-    fact = evaluation.get_requested_partitions(dg.AssetKey(["curated", "fact_sales"]))
-    assert {"2025-12-01", "2025-12-06", "2025-12-07"} <= fact and "2025-11-29" not in fact
-    assert evaluation.get_requested_partitions(dg.AssetKey(["curated", "product_performance"])) == {None}
+    for key in BATCH_RUN[len(RAW_BATCH_OUTPUTS):]:  # refreshed by the batch's run: nothing left for automation
+        assert not evaluation.get_requested_partitions(key), key
+    for table in ("county_monthly_kpis", "category_share_by_county", "top_products_by_county",
+                  "product_performance"):
+        assert evaluation.get_requested_partitions(dg.AssetKey(["curated", table])) == {None}, table
 
     # 4. a batch with a missing column (rejected whole) and the incomplete batch completing late
     bad_headers = {**HEADERS, "orders.csv": [h for h in HEADERS["orders.csv"] if h != "order_ts"]}
@@ -137,7 +150,16 @@ def test_a_day_of_the_landing_sensor_and_automation(sensor_lake):
     assert set(by_key["2025-12-08"].asset_selection) == set(RAW_BATCH_OUTPUTS)  # records the rejection only
     assert RANGE_START_TAG not in by_key["2025-12-08"].tags
     assert by_key["2025-12-03"].tags[RANGE_START_TAG] == "2025-12-03"
+    assert set(by_key["2025-12-03"].asset_selection) == set(BATCH_RUN)
     assert json.loads(result.cursor)["after"] == "2025-12-08"
+
+    # 5. a batch of customers only: its run refreshes raw and the refined reference tables, no day partition
+    _write_batch(landing, "2025-12-09", {"customers.csv": [["T099", "Wanjiru", "w@example.com", "+254700000099",
+                                                             "Nyeri", "2025-12-01", "2025-12-09T08:00:00+03:00"]]})
+    result, _ = _tick(res, result.cursor)
+    assert [r.run_key for r in result.run_requests] == ["2025-12-09"]
+    assert set(result.run_requests[0].asset_selection) == set(BATCH_REFERENCE_RUN)
+    assert RANGE_START_TAG not in result.run_requests[0].tags
 
 
 def test_thousands_of_batches_are_listed_and_requested_a_tick_at_a_time(tmp_path, settings):

@@ -1,10 +1,13 @@
 """How the lake refreshes itself: the landing sensor, declarative automation, and run-failure recording.
 
 * ``landing_sensor`` finds new complete batches (cursor + the batch log) and requests one run per batch
-  (run key = batch id) for the raw assets and the day partitions the batch touches.
-* Downstream assets carry automation conditions: a day partition refreshes when its upstream partitions were
-  updated (any day, not just the latest) and the upstream blocking checks passed; all-time tables refresh when
-  any upstream partition was updated.
+  (run key = batch id) that carries the batch from raw to curated for the day partitions it touches: the raw
+  assets, the refined tables and the day-partitioned curated tables (``BATCH_RUN``). One run, not a run per
+  layer: each automation hop would cost a daemon tick and a run process of its own.
+* Every other asset carries an automation condition: the all-time curated tables refresh once the batch's days
+  are in (declarative automation gathers the batches of a backlog into one refresh); a day partition refreshes
+  when its upstream partitions were updated by anything but a run that refreshed it too (a manual
+  materialization of a refined table, say) and the upstream blocking checks passed.
 * ``run_failure_recorder`` records every failed run as an observation of the ``ops/run_failures`` asset, so
   failures are listed in the UI next to the data.
 """
@@ -13,7 +16,9 @@ import json
 
 import dagster as dg
 
+from ecommerce_lake.defs.curated import CURATED_KEYS, PARTITION_COLUMN
 from ecommerce_lake.defs.raw import BATCH_TABLES, RAW_KEYS, SALES
+from ecommerce_lake.defs.refined import REFERENCE, REFINED_KEYS, SALES_OUTS
 from ecommerce_lake.logic.plan import plan_new_batches
 from ecommerce_lake.partitions import BATCH_TAG, range_tags
 from ecommerce_lake.platform.landing import LandingResource
@@ -21,6 +26,15 @@ from ecommerce_lake.platform.lake_reader import LakeReaderResource
 
 RAW_BATCH_OUTPUTS = [*[RAW_KEYS[n] for n in BATCH_TABLES], dg.AssetKey(["raw", "batch_log"])]
 RAW_ALL = [*RAW_BATCH_OUTPUTS, *[RAW_KEYS[n] for n in SALES]]
+# What a batch's run refreshes: without sales days, the reference tables it can change; with them, its days from
+# raw to curated (declarative automation skips what the batch's run refreshed itself: the run that updated raw
+# also targeted these)
+BATCH_REFERENCE_RUN = [*RAW_BATCH_OUTPUTS, *[REFINED_KEYS[t] for t in REFERENCE]]
+BATCH_RUN = [*RAW_ALL, *[REFINED_KEYS[t] for t in (*REFERENCE, *SALES_OUTS)],
+             *[CURATED_KEYS[t] for t in PARTITION_COLUMN]]
+# The county reference (package data, no upstream): declarative automation never builds an asset that was
+# missing when its condition was first evaluated, so a lake's first accepted batch builds it with its own run
+COUNTIES = REFINED_KEYS["counties"]
 RUN_FAILURES = dg.AssetKey(["ops", "run_failures"])
 
 
@@ -34,9 +48,10 @@ class SensorSettingsResource(dg.ConfigurableResource):
     name="landing_sensor",
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    target=dg.AssetSelection.assets(*RAW_ALL),
-    description="Requests one run per new complete landing batch (run key = batch id) for the raw assets and "
-    "the day partitions the batch touches. Skips incomplete batches (no _SUCCESS) and says so in its tick log.",
+    target=dg.AssetSelection.assets(*BATCH_RUN, COUNTIES),
+    description="Requests one run per new complete landing batch (run key = batch id) that carries it from raw "
+    "to the day-partitioned curated tables, for the day partitions the batch touches (declarative automation then "
+    "refreshes the all-time tables). Skips incomplete batches (no _SUCCESS) and says so in its tick log.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource, lake_reader: LakeReaderResource,
                    sensor_settings: SensorSettingsResource):
@@ -49,18 +64,24 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingResource
     for batch_id in found.incomplete:
         context.log.info(f"batch {batch_id}: skipped, incomplete (no _SUCCESS marker yet); checked again next tick")
     requests = []
+    first_reference = [COUNTIES] if found.planned and not lake_reader.exists(COUNTIES) else []
     for p in found.planned:
         batch_id = p.batch.batch_id
         tags = {BATCH_TAG: batch_id}
         if p.accepted and p.days:
             tags.update(range_tags(p.days))
-            selection = RAW_ALL
-            context.log.info(f"batch {batch_id}: requesting ingestion into days {min(p.days)}..{max(p.days)} "
-                             f"({len(p.days)} touched)")
+            selection = [*BATCH_RUN, *first_reference]
+            context.log.info(f"batch {batch_id}: requesting its run, raw to curated, over days "
+                             f"{min(p.days)}..{max(p.days)} ({len(p.days)} touched)")
+        elif p.accepted:
+            selection = [*BATCH_REFERENCE_RUN, *first_reference]
+            context.log.info(f"batch {batch_id}: no sales rows; requesting its run (raw and the refined reference "
+                             "tables)")
         else:
             selection = RAW_BATCH_OUTPUTS
-            context.log.info(f"batch {batch_id}: " + (f"rejected ({p.reason}); recording it in raw.batch_log"
-                                                       if not p.accepted else "no sales rows; ingesting"))
+            context.log.info(f"batch {batch_id}: rejected ({p.reason}); recording it in raw.batch_log")
+        if p.accepted:
+            first_reference = []  # one run builds it
         requests.append(dg.RunRequest(run_key=batch_id, asset_selection=selection, tags=tags))
         requested.add(batch_id)
     if found.truncated:

@@ -61,6 +61,9 @@ class LakeReaderResource(dg.ConfigurableResource):
         return data
 
     # ---- what the sensor and the planner need ---------------------------------------------------------
+    def exists(self, key: dg.AssetKey) -> bool:
+        return self._table(key) is not None
+
     def ingested_batches(self) -> set[str]:
         data = self.read(dg.AssetKey(["raw", "batch_log"]), ["batch_id"])
         return set() if data is None else set(data.column("batch_id").to_pylist())
