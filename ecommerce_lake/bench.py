@@ -372,10 +372,25 @@ def new_batch_to_curated(home: Path, engine: BenchEngine, timeout: float = 900.0
                 if records.records:
                     seen[name] = round(records.records[0].timestamp - written, 1)
             time.sleep(1)
-        runs = [rec.dagster_run for rec in instance.get_run_records(limit=20)
-                if rec.create_timestamp.timestamp() >= written - 1]
+        # the batch's run goes on with the day's last checks: let it finish (stopping the daemon would interrupt
+        # it and leave a failed run) and say how long it took in all
+        def batch_run():
+            return next((rec for rec in instance.get_run_records(
+                dg.RunsFilter(tags={"ecommerce_lake/batch_id": summary.last_batch}), limit=1)), None)
+
+        while (rec := batch_run()) is None or not rec.dagster_run.is_finished:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the run of batch {summary.last_batch} did not finish within {timeout:.0f} s")
+            time.sleep(1)
+        if rec.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+            raise RuntimeError(f"the run of batch {summary.last_batch} ended {rec.dagster_run.status.value}:\n"
+                               + log.read_text()[-3000:])
+        runs = [r.dagster_run for r in instance.get_run_records(limit=20)
+                if r.create_timestamp.timestamp() >= written - 1]
         return {"seconds": seen["curated/daily_sales"], "materialized_after_s": seen, "batch": summary.last_batch,
-                "runs": len(runs), "spark": sorted({r.tags.get("ecommerce_lake/spark", "") for r in runs})}
+                "batch_run_finished_s": round(rec.end_time - written, 1) if rec.end_time else None,
+                "runs": len(runs), "spark": sorted({r.tags.get("ecommerce_lake/spark", "") for r in runs
+                                                   if r.is_finished})}
     finally:
         instance.dispose()
         with contextlib.suppress(ProcessLookupError):
