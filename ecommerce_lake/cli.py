@@ -16,9 +16,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("ecommerce_lake")
 
 
-def _settings() -> Settings:
+def _iso_day(value: str) -> str:
     try:
-        return Settings.from_env()
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a YYYY-MM-DD date") from exc
+
+
+def _settings() -> Settings:
+    from ecommerce_lake.defs.resources import KNOBS
+
+    try:
+        settings = Settings.from_env()
+        for knob in KNOBS.values():  # the lake's knobs too: a bad value fails every command, naming its variable
+            knob.from_env()
+        return settings
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
@@ -40,7 +52,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
 
 # ---- commands ------------------------------------------------------------------------------------------
 def cmd_setup(args: argparse.Namespace) -> int:
-    from ecommerce_lake.defs.resources import build_resources
+    from ecommerce_lake.deployment import build_resources
     from ecommerce_lake.platform.jars import resolve_jars
 
     settings = _settings()
@@ -103,16 +115,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ecommerce_lake.runner import run_lake
+    from ecommerce_lake.runner import AsOfError, run_lake
 
     settings = _settings()
     ensure_dagster_home(settings)
-    return run_lake(settings, selection=args.select, mode="incremental" if args.incremental else "full",
-                    report_path=args.report, checks=not args.no_checks)
+    try:
+        return run_lake(settings, selection=args.select, mode="incremental" if args.incremental else "full",
+                        report_path=args.report, checks=not args.no_checks, as_of=args.as_of)
+    except AsOfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _engine(settings: Settings):
-    from ecommerce_lake.defs.resources import spark_resource
+    from ecommerce_lake.deployment import spark_resource
     from ecommerce_lake.platform.engine import Engine
 
     return Engine(spark_resource(settings), settings.engine_dir)
@@ -158,7 +174,7 @@ def cmd_plain_build(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from ecommerce_lake.plain import build
+    from ecommerce_lake.bench.plain import build
 
     settings = _settings()
     started = time.monotonic()
@@ -171,7 +187,7 @@ def cmd_plain_build(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from ecommerce_lake.defs.resources import spark_resource
+    from ecommerce_lake.deployment import spark_resource
     from ecommerce_lake.platform.spark import session_info
 
     settings = _settings()
@@ -185,7 +201,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from ecommerce_lake.docs import TABLES_MD, render_tables_md
+    from ecommerce_lake.schemas.dictionary import TABLES_MD, render_tables_md
 
     text = render_tables_md()
     path = REPO_ROOT / TABLES_MD
@@ -202,11 +218,17 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from ecommerce_lake.defs.resources import spark_resource
+    from ecommerce_lake.deployment import spark_resource
+
+    from ecommerce_lake.defs.resources import KNOBS
 
     settings = _settings()
     for key, value in settings.describe().items():
         print(f"{key:32} {value}")
+    for resource_key, knob in KNOBS.items():
+        resource = knob.from_env()
+        for field_name in knob.model_fields:
+            print(f"{resource_key + '.' + field_name:32} {getattr(resource, field_name)}")
     if args.spark:
         from ecommerce_lake.platform.spark import redacted
 
@@ -221,7 +243,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results: dict = {}
     end_date = dt.date.fromisoformat(args.end_date) if args.end_date else None
     if args.scales:
-        from ecommerce_lake.bench import bench_scales
+        from ecommerce_lake.bench.suites import bench_scales
 
         scales = [int(s.replace("_", "")) for s in args.scales.split(",") if s.strip()]
         results = r = bench_scales(scales, days=args.days, ml=not args.no_ml, keep=args.keep, end_date=end_date,
@@ -239,13 +261,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             target = r["targets"].get(name)
             print(f"ratio {name}: {value}" + (f" (target <= {target})" if target else ""))
     elif args.suite == "session":
-        from ecommerce_lake.bench_session import bench
+        from ecommerce_lake.bench.session import bench
 
         results["session"] = r = bench(args.steps)
         print(f"{r['steps']}-asset Spark chain: shared session {r['shared']['run_seconds']} s, one JVM per step "
               f"{r['per_step']['run_seconds']} s ({r['per_step_over_shared']}x)")
     elif args.suite == "interactive":
-        from ecommerce_lake.bench import bench_interactive
+        from ecommerce_lake.bench.suites import bench_interactive
 
         results["interactive"] = r = bench_interactive(lines=args.lines, days=args.days, keep=args.keep,
                                                        end_date=end_date)
@@ -261,7 +283,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"   ({nb['materialized_after_s']})")
         print("targets met: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["met"].items()))
     elif args.suite == "lake":
-        from ecommerce_lake.bench import bench_lake
+        from ecommerce_lake.bench.suites import bench_lake
 
         results["lake"] = r = bench_lake(days=args.days, lines=args.lines, keep=args.keep, end_date=end_date)
         full, inc = r["full"], r["incremental"]
@@ -361,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the day partitions new batches touch (default: every day that holds data)")
     p.add_argument("--report", help="also write the run's figures (times per step and layer, rows) as JSON")
     p.add_argument("--no-checks", action="store_true", help="skip the asset checks (benchmarks only)")
+    p.add_argument("--as-of", type=_iso_day, help="YYYY-MM-DD: compute the selected RFM scores and forecast for "
+                   "this day (their run configuration; default: ECOMMERCE_LAKE_RFM_AS_OF / _FORECAST_AS_OF, else the "
+                   "latest order date)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("engine", help="the warm Spark engine (a Spark Connect server) that runs, sql and the UI's "

@@ -1,4 +1,5 @@
-"""The code location: every domain's definitions, merged, with resources for the configured environment.
+"""The code location: every domain's definitions, each asset's automation condition from one policy
+(``defs/automation.py``), and the resources of the configured environment (``deployment.py``).
 
 Loaded by ``dagster dev`` through workspace.yaml. Steps run in the run's own process (in-process executor)
 so that one SparkSession serves every asset and check of a run.
@@ -8,19 +9,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecommerce_lake.defs import automation, curated, forecasting, ml, raw, refined
-from ecommerce_lake.defs.maintenance import build_maintenance
-from ecommerce_lake.defs.resources import build_resources
+from ecommerce_lake.defs import automation, curated, ml, raw, refined
+from ecommerce_lake.defs.ops import ops_defs
+from ecommerce_lake.deployment import build_resources
 from ecommerce_lake.settings import Settings
 
-LAKE_DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, forecasting.defs)
-
-
-def _domains() -> tuple[dg.Definitions, ...]:
-    """Every domain, plus the Delta maintenance of every table the lake domains store."""
-    tables = [a for d in LAKE_DOMAINS for a in (d.assets or []) if isinstance(a, dg.AssetsDefinition)]
-    return (*LAKE_DOMAINS, build_maintenance(tables), automation.defs)
-
+LAKE_DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs)
 
 lake_job = dg.define_asset_job(
     "lake_job",
@@ -32,13 +26,14 @@ lake_job = dg.define_asset_job(
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    return dg.Definitions.merge(
-        *_domains(),
-        dg.Definitions(
-            jobs=[lake_job],
-            resources=build_resources(settings),
-            executor=dg.in_process_executor,
-        ),
+    lake_assets = [a for d in LAKE_DOMAINS for a in d.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    domains = dg.Definitions.merge(*LAKE_DOMAINS, ops_defs(lake_assets))
+    return dg.Definitions(
+        assets=automation.with_conditions(list(domains.assets or [])),
+        sensors=[*(domains.sensors or []), automation.automation_sensor],
+        jobs=[lake_job],
+        resources=build_resources(settings),
+        executor=dg.in_process_executor,
     )
 
 

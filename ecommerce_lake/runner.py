@@ -46,12 +46,13 @@ class RunPlan:
 def plan_run(settings: Settings, mode: str = "full") -> RunPlan:
     """Which day partitions a run must cover: the days new batches touch (read from the landing files and the
     lake with delta-rs, no Spark) and, in ``full`` mode, every day that already holds data."""
-    from ecommerce_lake.defs.resources import build_resources
-    from ecommerce_lake.logic.plan import plan_new_batches
+    from ecommerce_lake.deployment import build_resources
+    from ecommerce_lake.defs.partitions import FIRST_DAY
+    from ecommerce_lake.logic.raw.plan import plan_new_batches
 
     resources = build_resources(settings)
     reader = resources["lake_reader"]
-    found = plan_new_batches(resources["landing"], reader.ingested_batches(), reader.order_days)
+    found = plan_new_batches(resources["landing"], reader.ingested_batches(), reader.order_days, first_day=FIRST_DAY)
     days = set().union(*[p.days for p in found.planned]) if found.planned else set()
     if mode == "full":  # every day that holds data, already or with the new batches
         existing = reader.day_range()
@@ -67,12 +68,34 @@ def plan_run(settings: Settings, mode: str = "full") -> RunPlan:
     )
 
 
+class AsOfError(ValueError):
+    """``as_of`` given, but no selected asset is computed for a day."""
+
+
+def as_of_config(graph, keys, as_of: str) -> dict:
+    """The ``ops`` run configuration that sets ``as_of`` on every selected step whose config has it."""
+    ops: dict = {}
+    for key in keys:
+        node = graph.get(key)
+        if node.is_executable:
+            op = node.assets_def.op
+            if "as_of" in getattr(op.config_schema.as_field().config_type, "fields", {}):
+                ops[op.name] = {"config": {"as_of": as_of}}
+    if not ops:
+        raise AsOfError(f"--as-of {as_of}: no selected asset is computed for a day (select ml/rfm_scores or "
+                         "ml/sales_forecast)")
+    return ops
+
+
 def execute(settings: Settings, selection: str | None = None, instance: dg.DagsterInstance | None = None,
             tags: dict[str, str] | None = None, log_level: str = "INFO", mode: str = "full",
-            checks: bool = True) -> RunReport:
+            checks: bool = True, as_of: str | None = None) -> RunReport:
+    """Materialize ``selection`` (default: the lake) with its checks over the day partitions the landing zone and
+    the lake call for. ``as_of``: the day the selected day-picking assets (RFM scores, the forecast) are computed
+    for, as their run configuration (``AsOfConfig``) sets it in the launchpad."""
     from ecommerce_lake.definitions import build_defs
-    from ecommerce_lake.defs.resources import spark_resource
-    from ecommerce_lake.partitions import RANGE_END_TAG, RANGE_START_TAG
+    from ecommerce_lake.deployment import spark_resource
+    from ecommerce_lake.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
     from ecommerce_lake.platform.spark import start_in_background
 
     start_in_background(spark_resource(settings))  # Spark starts (or connects) while the run is planned and created
@@ -108,6 +131,9 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
                   f"in raw.batch_log): {printable(reason)}", flush=True)
         if len(plan.rejections) > 20:
             print(f"  ... and {len(plan.rejections) - 20} more rejected batch(es): see raw.batch_log", flush=True)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if as_of:
+        run_config["ops"] = as_of_config(graph, target.resolve(graph), as_of)
     job_name = "lake_run"
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=target)]))
     job = defs.resolve_job_def(job_name)
@@ -121,7 +147,7 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
         instance=instance,
         raise_on_error=False,
         tags=tags,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config=run_config,
     )
     from ecommerce_lake.platform.lake import flush_registrations
     from ecommerce_lake.platform.spark import SPARK_TAG
@@ -212,8 +238,8 @@ def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
 
 
 def run_lake(settings: Settings, selection: str | None = None, mode: str = "full",
-             report_path: str | None = None, checks: bool = True) -> int:
-    report = execute(settings, selection=selection, mode=mode, checks=checks)
+             report_path: str | None = None, checks: bool = True, as_of: str | None = None) -> int:
+    report = execute(settings, selection=selection, mode=mode, checks=checks, as_of=as_of)
     print_report(report, settings)
     if report_path:
         import json

@@ -1,7 +1,11 @@
 """Configuration from environment variables (prefix ``ECOMMERCE_LAKE_``).
 
-This module is the only place that reads ``ECOMMERCE_LAKE_*`` variables. Everything else receives a
-:class:`Settings` instance, so local and production differ by configuration only. Every variable is
+This module is the only place that reads ``ECOMMERCE_LAKE_*`` variables (besides ``defs/partitions.py``, which
+needs the first day while the definitions load, and ``platform/secrets.py``, which reads the pseudonym key only
+when a step uses it, so that the secret never sits in a configuration value): :class:`Settings` holds what an environment is made of (where
+the lake, the landing zone and the engine are, Spark, S3); the resources of ``defs/resources.py`` declare the
+lake's knobs themselves and read their variables through :class:`FromEnvironment`. Local and production differ by
+configuration only. Every variable is
 documented in README.md (section "Configuration"); ``ecommerce-lake config`` prints the effective values.
 """
 
@@ -11,6 +15,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
+
+from pydantic import ValidationError
 
 PREFIX = "ECOMMERCE_LAKE_"
 ENVIRONMENTS = ("local", "prod")
@@ -59,6 +66,36 @@ def _parse_conf(name: str, raw: str) -> dict[str, str]:
     return out
 
 
+class FromEnvironment:
+    """Mixin of a Dagster ``ConfigurableResource`` whose fields may each be set by an environment variable,
+    ``ECOMMERCE_LAKE_<env_prefix><FIELD>``: the resource declares its fields once (type, default, bounds,
+    description); :meth:`from_env` passes the variables that are set to pydantic, which parses and validates
+    them, and turns a validation error into a :class:`ConfigError` that names the variable."""
+
+    env_prefix: ClassVar[str] = ""
+
+    @classmethod
+    def env_var(cls, field_name: str) -> str:
+        return f"{PREFIX}{cls.env_prefix}{field_name.upper()}"
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """``{variable: field}`` of every field."""
+        return {cls.env_var(name): name for name in cls.model_fields}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None):
+        env = os.environ if environ is None else environ
+        values = {name: env[var] for var, name in cls.variables().items() if env.get(var, "") != ""}
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{cls.env_var(str(e['loc'][0])) if e['loc'] else cls.__name__}="
+                f"{values.get(str(e['loc'][0]) if e['loc'] else '', '')!r}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(problems) from None
+
+
 def is_remote_uri(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
@@ -68,9 +105,9 @@ class Settings:
     """Effective configuration. Build it with :meth:`from_env`; tests pass explicit values."""
 
     env: str = "local"
-    home: str = field(default_factory=lambda: str(Path.home() / ".ecommerce_lake"))
-    lake_root: str = ""
-    landing_root: str = ""
+    home: str = field(default_factory=lambda: str(Path.home() / ".ecommerce_lake"), metadata={"path": True})
+    lake_root: str = field(default="", metadata={"var": "ROOT"})
+    landing_root: str = field(default="", metadata={"var": "LANDING"})
     spark_master: str = "local[*]"
     spark_remote: str = "sc://127.0.0.1:15002"  # the engine (Spark Connect); "off": in-process Spark only
     spark_shuffle_partitions: int = 0
@@ -84,30 +121,16 @@ class Settings:
     # Empty: auto in local, true (Spark's default) in prod
     spark_whole_stage_codegen: str = ""
     hive_metastore_uri: str = ""
-    jars_dir: str = field(default_factory=lambda: str(Path.home() / ".cache" / "ecommerce_lake" / "jars"))
+    jars_dir: str = field(default_factory=lambda: str(Path.home() / ".cache" / "ecommerce_lake" / "jars"),
+                          metadata={"path": True})
     maven_repo: str = "https://repo1.maven.org/maven2"
     pseudonym_key_file: str = ""
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"
     s3_path_style: bool = False
     s3_configure_bucket: bool = False
+    # the first day partition; read by defs/partitions.py when the definitions load (shown by `config`)
     partitions_start: str = "2023-01-01"
-    sensor_max_batches_per_tick: int = 20
-    unknown_county_warn_share: float = 0.05
-    row_count_change_warn_ratio: float = 0.5
-    segment_change_warn_share: float = 0.2
-    rfm_as_of: str = ""
-    forecast_as_of: str = ""
-    forecast_train_days: int = 365
-    forecast_origins: int = 3
-    forecast_max_iter: int = 15  # = logic.forecast.ForecastParams (test_forecast_defaults_agree_everywhere)
-    forecast_max_zero_rows: int = 200_000
-    service_level: float = 0.95
-    lead_time_days: int = 7
-    lead_times: str = ""
-    ordering_cost_kes: float = 1000.0
-    holding_cost_rate: float = 0.25
-    vacuum_retention_hours: int = 168
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -142,31 +165,10 @@ class Settings:
             object.__setattr__(self, name, value)
         import datetime as _dt
 
-        for var, value in (("PARTITIONS_START", self.partitions_start), ("RFM_AS_OF", self.rfm_as_of),
-                           ("FORECAST_AS_OF", self.forecast_as_of)):
-            try:
-                if value:
-                    _dt.date.fromisoformat(value)
-            except ValueError as exc:
-                raise ConfigError(f"{PREFIX}{var}={value!r} is not a YYYY-MM-DD date") from exc
-        if not 0.5 <= self.service_level < 1:
-            raise ConfigError(f"{PREFIX}SERVICE_LEVEL={self.service_level}: expected a fraction in [0.5, 1)")
-        for var, value, low in (("FORECAST_TRAIN_DAYS", self.forecast_train_days, 56),
-                                ("FORECAST_ORIGINS", self.forecast_origins, 3),
-                                ("FORECAST_MAX_ITER", self.forecast_max_iter, 1),
-                                ("FORECAST_MAX_ZERO_ROWS", self.forecast_max_zero_rows, 1000),
-                                ("LEAD_TIME_DAYS", self.lead_time_days, 1),
-                                ("VACUUM_RETENTION_HOURS", self.vacuum_retention_hours, 168)):
-            if value < low:
-                raise ConfigError(f"{PREFIX}{var}={value}: must be at least {low}")
-        if self.ordering_cost_kes < 0 or self.holding_cost_rate <= 0:
-            raise ConfigError(f"{PREFIX}ORDERING_COST_KES must be >= 0 and {PREFIX}HOLDING_COST_RATE > 0")
-        from ecommerce_lake.logic.inventory_params import parse_overrides
-
         try:
-            parse_overrides(self.lead_times)
+            _dt.date.fromisoformat(self.partitions_start)
         except ValueError as exc:
-            raise ConfigError(f"{PREFIX}LEAD_TIMES: {exc}") from exc
+            raise ConfigError(f"{PREFIX}PARTITIONS_START={self.partitions_start!r} is not a YYYY-MM-DD date") from exc
         remote = self.spark_remote.strip()
         if remote.lower() not in ("off", "none", "local", "no", "false", ""):
             from urllib.parse import urlparse
@@ -196,69 +198,31 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Every field from its variable (``ECOMMERCE_LAKE_`` + the field's ``var``, else its name in capitals),
+        parsed by the field's type; unset or empty variables keep the default."""
         env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            return env.get(PREFIX + name)
-
         kwargs: dict = {}
-        simple = {
-            "ENV": "env",
-            "HOME": "home",
-            "ROOT": "lake_root",
-            "LANDING": "landing_root",
-            "SPARK_MASTER": "spark_master",
-            "SPARK_REMOTE": "spark_remote",
-            "SPARK_DRIVER_MEMORY": "spark_driver_memory",
-            "HIVE_METASTORE_URI": "hive_metastore_uri",
-            "JARS_DIR": "jars_dir",
-            "MAVEN_REPO": "maven_repo",
-            "PSEUDONYM_KEY_FILE": "pseudonym_key_file",
-            "S3_ENDPOINT": "s3_endpoint",
-            "S3_REGION": "s3_region",
-            "PARTITIONS_START": "partitions_start",
-            "RFM_AS_OF": "rfm_as_of",
-            "FORECAST_AS_OF": "forecast_as_of",
-            "LEAD_TIMES": "lead_times",
-            "SPARK_JAVA_OPTIONS": "spark_java_options",
-            "SPARK_WHOLE_STAGE_CODEGEN": "spark_whole_stage_codegen",
-        }
-        for var, attr in simple.items():
-            value = get(var)
-            if value:
-                kwargs[attr] = os.path.expanduser(value) if attr in ("home", "jars_dir") else value
-        for var, attr in (("SPARK_SHUFFLE_PARTITIONS", "spark_shuffle_partitions"),
-                          ("SENSOR_MAX_BATCHES_PER_TICK", "sensor_max_batches_per_tick"),
-                          ("FORECAST_TRAIN_DAYS", "forecast_train_days"), ("FORECAST_ORIGINS", "forecast_origins"),
-                          ("FORECAST_MAX_ITER", "forecast_max_iter"), ("LEAD_TIME_DAYS", "lead_time_days"),
-                          ("FORECAST_MAX_ZERO_ROWS", "forecast_max_zero_rows"),
-                          ("VACUUM_RETENTION_HOURS", "vacuum_retention_hours")):
-            if (value := get(var)) is not None and value != "":
-                kwargs[attr] = _int(PREFIX + var, value)
-        for var, attr in (
-            ("SPARK_UI", "spark_ui"),
-            ("S3_PATH_STYLE", "s3_path_style"),
-            ("S3_CONFIGURE_BUCKET", "s3_configure_bucket"),
-        ):
-            if (value := get(var)) is not None:
-                kwargs[attr] = _bool(PREFIX + var, value)
-        if value := get("SPARK_CONF"):
-            kwargs["spark_conf"] = _parse_conf(PREFIX + "SPARK_CONF", value)
-        for var, attr in (
-            ("UNKNOWN_COUNTY_WARN_SHARE", "unknown_county_warn_share"),
-            ("ROW_COUNT_CHANGE_WARN_RATIO", "row_count_change_warn_ratio"),
-            ("SEGMENT_CHANGE_WARN_SHARE", "segment_change_warn_share"),
-            ("SERVICE_LEVEL", "service_level"),
-            ("ORDERING_COST_KES", "ordering_cost_kes"),
-            ("HOLDING_COST_RATE", "holding_cost_rate"),
-        ):
-            if value := get(var):
-                try:
-                    kwargs[attr] = float(value)
-                except ValueError as exc:
-                    raise ConfigError(f"{PREFIX}{var}={value!r} is not a number") from exc
+        for f in fields(cls):
+            var = PREFIX + f.metadata.get("var", f.name.upper())
+            raw = env.get(var)
+            if raw is None or (raw == "" and f.type != "bool"):
+                continue
+            kind = f.type
+            if kind == "bool":
+                kwargs[f.name] = _bool(var, raw)
+            elif kind == "int":
+                kwargs[f.name] = _int(var, raw)
+            elif kind.startswith("Mapping"):
+                kwargs[f.name] = _parse_conf(var, raw)
+            else:
+                kwargs[f.name] = os.path.expanduser(raw) if f.metadata.get("path") else raw
         kwargs.update(overrides)
         return cls(**kwargs)
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """Every variable :meth:`from_env` reads."""
+        return [PREFIX + f.metadata.get("var", f.name.upper()) for f in fields(cls)]
 
     def describe(self) -> dict[str, str]:
         """Effective values for display (no secrets are held here: the pseudonym key lives in a file)."""

@@ -50,7 +50,7 @@ def settings(session_home: Path, engine_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def engine(settings):
     """One engine for the session (started cold once, warm for every test after the first)."""
-    from ecommerce_lake.defs.resources import spark_resource
+    from ecommerce_lake.deployment import spark_resource
     from ecommerce_lake.platform.engine import Engine
 
     eng = Engine(spark_resource(settings), settings.engine_dir)
@@ -64,7 +64,7 @@ def engine(settings):
 
 @pytest.fixture(scope="session")
 def resources(settings, engine):
-    from ecommerce_lake.defs.resources import build_resources
+    from ecommerce_lake.deployment import build_resources
 
     return build_resources(settings)
 
@@ -87,14 +87,10 @@ def lake_root(tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def lake_run(settings, spark):
     """The whole lake materialized once from generated plus hand-made batches (shared by several modules)."""
-    import datetime as dt
-    from types import SimpleNamespace
-
     import dagster as dg
 
     from ecommerce_lake.generator.generate import GeneratorConfig, generate
     from ecommerce_lake.runner import execute
-    from ecommerce_lake_tests import oracle
     from ecommerce_lake_tests.landing_fixtures import add_handmade_batches
 
     landing = Path(settings.landing_root)

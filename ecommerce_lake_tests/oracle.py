@@ -216,7 +216,7 @@ def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
 
 
 # ---- every row's fate: the rules it breaks, and the winning version per key ---------------------------------
-# Written from docs/landing-contract.md ("Row rules", "Versions and duplicates"), not from logic/refine.py.
+# Written from docs/landing-contract.md ("Row rules", "Versions and duplicates"), not from logic/refined/refine.py.
 _BLANK = re.compile(r"[ \t\n\x0b\f\r\u00a0\u2000-\u200b\u3000]*")
 _AMOUNT = re.compile(r"[+-]?\d{1,15}(\.\d{1,2})?")
 _INT = re.compile(r"[+-]?\d{1,9}")

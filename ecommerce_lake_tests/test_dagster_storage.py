@@ -12,7 +12,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.instance.ref import InstanceRef
 
 from ecommerce_lake.platform.dagster_storage import (
     LOCAL_STORAGE_YAML,
@@ -42,7 +41,7 @@ class Nothing(dg.IOManager):
 
 
 def _instance(home: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def _run_all_days(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -175,3 +174,45 @@ def test_pinning_reads_the_storage_block_however_it_is_laid_out_and_refuses_a_fi
     for text in ("storage:\n  sqlite:\n    base_dir: /elsewhere\n", LOCAL_STORAGE_YAML + LOCAL_STORAGE_YAML):
         with pytest.raises(ValueError, match="expected one storage `base_dir:` taken from `env: DAGSTER_HOME`"):
             pinned(text, home)
+
+
+def test_the_private_dagster_apis_are_still_there(tmp_path):
+    """Every private Dagster API the project uses goes through ecommerce_lake.platform.dagster_private: after a
+    Dagster upgrade this names what moved, before any run meets it."""
+    import inspect
+
+    from ecommerce_lake.platform import dagster_private as private
+
+    for name in private.__all__:
+        assert getattr(private, name, None) is not None, f"dagster_private.{name} is gone"
+    for member in private.SQLITE_EVENT_LOG_MEMBERS:
+        assert callable(getattr(private.SqliteEventLogStorage, member, None)), f"SqliteEventLogStorage.{member}"
+    assert list(inspect.signature(private.SqliteEventLogStorage.__init__).parameters)[:3] == [
+        "self", "base_dir", "inst_data"]
+    assert list(inspect.signature(private.DagsterSqliteStorage.__init__).parameters)[:3] == [
+        "self", "base_dir", "inst_data"]
+    assert isinstance(private.SQLITE_BUSY_TIMEOUT_SECONDS, int)
+    storage = PooledSqliteStorage(str(tmp_path / "storage"))
+    try:
+        for attribute in private.SQLITE_EVENT_LOG_ATTRIBUTES:
+            assert hasattr(storage.event_log_storage, attribute), f"SqliteEventLogStorage().{attribute}"
+        for attribute in private.SQLITE_STORAGE_ATTRIBUTES:
+            assert hasattr(storage, attribute), f"DagsterSqliteStorage().{attribute}"
+        assert isinstance(storage.event_log_storage, PooledSqliteEventLogStorage)
+    finally:
+        storage.event_log_storage.dispose()
+
+
+def test_only_one_module_imports_private_dagster_apis():
+    """``dagster._`` imports live in ecommerce_lake/platform/dagster_private.py only (the project's code and its
+    tests alike)."""
+    import re
+
+    offenders = []
+    for path in sorted([*(REPO / "ecommerce_lake").rglob("*.py"), *(REPO / "ecommerce_lake_tests").rglob("*.py")]):
+        if path.name == "dagster_private.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"^\s*(from|import)\s+dagster\._", line):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

@@ -336,9 +336,8 @@ def _cli_run(env: dict, select: str, report: Path) -> dict:
 def _check(env: dict, asset: str, name: str):
     """The latest evaluation of check ``name`` of ``asset`` in the lake home's Dagster instance."""
     import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
 
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         record = instance.get_latest_asset_check_evaluation_record(
             dg.AssetCheckKey(dg.AssetKey(asset.split("/")), name))
     return record.evaluation if record else None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce_lake.defs.resources import spark_resource
+from ecommerce_lake.deployment import spark_resource
 from ecommerce_lake.platform.engine import connect, engine_jobs, fingerprint
 from ecommerce_lake.settings import Settings
 from ecommerce_lake_tests.servers import REPO, free_port, port_open, wait_for  # noqa: F401
@@ -70,7 +70,7 @@ def test_a_client_that_is_stopped_leaves_nothing_running_on_the_engine(settings,
     script.write_text(
         "import signal\n"
         "signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))  # as Dagster does\n"
-        "from ecommerce_lake.defs.resources import spark_resource\n"
+        "from ecommerce_lake.deployment import spark_resource\n"
         "from ecommerce_lake.settings import Settings\n"
         "from ecommerce_lake.platform.spark import session_info\n"
         f"spark = spark_resource(Settings(home={settings.home!r}, spark_remote={settings.spark_remote!r}))"

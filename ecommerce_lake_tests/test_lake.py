@@ -123,7 +123,7 @@ def test_dirty_rows_land_in_rejects_with_the_right_rule(lake_run):
         assert row["rule"] == rule, (key, row["rule"], row["detail"])
         assert row["detail"] and row["original_values"]
     # every rule of the contract is exercised by the generated and hand-made data together
-    from ecommerce_lake.contract import REJECT_RULES
+    from ecommerce_lake.core.contract import REJECT_RULES
 
     seen = {r["rule"] for r in rejects.values()}
     assert seen == set(REJECT_RULES)
@@ -309,18 +309,19 @@ def test_rows_accounted_fails_on_a_lost_row_and_on_a_missing_reject(lake_run, se
     fate), then one reject deleted (an invalid row neither kept nor rejected)."""
     import shutil
 
-    from ecommerce_lake.defs.common import CheckEnv, QualityResource
-    from ecommerce_lake.defs.refined import EXTRA
+    from ecommerce_lake.defs.checks import CheckContext
+    from ecommerce_lake.defs.refined.checks import rows_accounted
+    from ecommerce_lake.defs.resources import QualityResource
     from ecommerce_lake.platform.lake import LakeResource
 
     copy = tmp_path / "lake"
     for table in ("raw/customers", "refined/customers", "refined/rejects"):
         shutil.copytree(Path(settings.lake_root) / table, copy / table)
     lake = LakeResource(root=str(copy), spark=resources["spark"])  # the session's engine, another root
-    check = next(e for e in EXTRA["customers"] if e.name == "rows_accounted")
+    check = rows_accounted("customers")
 
     def evaluate():
-        result = check.fn(CheckEnv(dg.build_asset_context(), lake, QualityResource()))
+        result = check.fn(CheckContext(dg.build_asset_context(), lake, QualityResource()))
         return {k: v.value for k, v in result.metadata.items()} | {"passed": result.passed}
 
     before = evaluate()
@@ -379,7 +380,7 @@ def test_every_rows_fate_equals_the_contracts_oracle(lake_run):
         compared["kept"] += len(winners)
     assert compared["rejects"] > 50 and compared["kept"] > 3000, compared
     # the oracle itself agrees with the hand-written expectations of the hand-made rows
-    from ecommerce_lake.contract import REJECT_RULES
+    from ecommerce_lake.core.contract import REJECT_RULES
 
     order = list(REJECT_RULES)
     for (batch, file, row), rule in EXPECTED_REJECTS.items():
@@ -444,9 +445,9 @@ def _frame(lake_run, name: str, key: list[str]) -> dict:
 
 
 def test_every_curated_column_equals_the_oracle_both_ways(lake_run):
-    """county_monthly_kpis, category_share_by_county, product_performance and customer_orders, every column,
-    from the oracle's sold lines (oracle.expected_fact_sales), its winning products and orders (oracle.fates)
-    and the KNBS populations: the same keys in both directions, and the same values (money to the cent, half-up
+    """county_monthly_kpis, payment_method_mix, category_share_by_county, product_performance and customer_orders,
+    every column, from the oracle's sold lines (oracle.expected_fact_sales), its winning products and orders
+    (oracle.fates) and the KNBS populations: the same keys in both directions, and the same values (money to the cent, half-up
     like the data dictionary says; shares within 1e-12)."""
     import csv as csv_module
     from collections import defaultdict
@@ -513,6 +514,31 @@ def test_every_curated_column_equals_the_oracle_both_ways(lake_run):
         assert abs(r["share_of_national_revenue"] - float(revenue) / float(national[month])) < 1e-12
         mpesa = sum(method(i) == "mpesa" for i in ids)
         assert abs(r["mpesa_order_share"] - mpesa / len(ids)) < 1e-12, (code, month)
+
+    # payment_method_mix: the documented spellings (docs/landing-contract.md), anything else unknown
+    documented = {"mpesa": "mpesa", "airtelmoney": "airtel_money", "card": "card", "cashondelivery": "cash_on_delivery",
+                  "cod": "cash_on_delivery", "visa": "card"}
+
+    def paid_with(order_id: str) -> str:
+        spelled = re.sub(r"[^a-z0-9]", "", (t(orders[order_id], "payment_method") or "").lower())
+        return documented.get(spelled, "unknown")
+
+    mix: dict[tuple, list] = defaultdict(list)
+    for (code, month), ids in months.items():
+        for i in ids:
+            mix[(code, month, paid_with(i))].append(i)
+    got = _frame(lake_run, "payment_method_mix", ["county_code", "month", "payment_method"])
+    assert set(got) == set(mix)
+    for (code, month, how), ids in mix.items():
+        r, everyone = got[(code, month, how)], months[(code, month)]
+        revenue = sum((per_order[i]["net_revenue_kes"] for i in ids), zero)
+        month_revenue = sum((per_order[i]["net_revenue_kes"] for i in everyone), zero)
+        assert (r["county_name"], r["orders"], r["net_revenue_kes"]) == (
+            oracle.county_names()[code], len(ids), revenue), (code, month, how)
+        assert abs(r["order_share"] - len(ids) / len(everyone)) < 1e-12, (code, month, how)
+        expected_share = float(revenue) / float(month_revenue) if month_revenue else 0.0
+        assert abs(r["revenue_share"] - expected_share) < 1e-12, (code, month, how)
+    assert {how for _, _, how in mix} >= {"mpesa", "card"}  # more than one method, so the shares are tested
 
     # category_share_by_county
     known = fact[fact["county_code"] != 0]

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from ecommerce_lake.contract import LANDING_FILES
-from ecommerce_lake.logic import counties, parsing, pii
+from ecommerce_lake.core.calendar import DEFAULT_FIRST_DAY
+from ecommerce_lake.core.contract import LANDING_FILES
+from ecommerce_lake.logic import counties, parsing
+from ecommerce_lake.logic.frames import Held
+from ecommerce_lake.logic.refined import pii
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +41,7 @@ def test_county_text_resolution(spark, text, code):
 
 
 def test_every_reference_county_resolves_to_itself(spark):
-    names = spark.createDataFrame([(c.name, c.code) for c in __import__("ecommerce_lake.reference",
+    names = spark.createDataFrame([(c.name, c.code) for c in __import__("ecommerce_lake.core.reference",
                                                                          fromlist=["counties"]).counties()],
                                   "county string, expected int")
     out = counties.resolve_county(names, "county", "c", spark).collect()
@@ -138,14 +141,14 @@ def test_landing_contract_doc_matches_the_contract():
         assert [c.rstrip("*") for c in cells] == list(spec.columns) or \
             sorted(c.rstrip("*") for c in cells) == sorted(spec.columns), spec.filename
         assert sorted(c.rstrip("*") for c in cells if c.endswith("*")) == sorted(spec.required), spec.filename
-    from ecommerce_lake.contract import REJECT_RULES
+    from ecommerce_lake.core.contract import REJECT_RULES
 
     documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", text, flags=re.M))
     assert documented == set(REJECT_RULES)
 
 
 def test_data_dictionary_is_current():
-    from ecommerce_lake.docs import TABLES_MD, render_tables_md
+    from ecommerce_lake.schemas.dictionary import TABLES_MD, render_tables_md
 
     assert (REPO / TABLES_MD).read_text() == render_tables_md(), "docs/tables.md is stale: run `ecommerce-lake docs`"
 
@@ -156,8 +159,8 @@ def test_rolling_forecast_features_match_pandas(spark):
     import numpy as np
     import pandas as pd
 
-    from ecommerce_lake.logic import forecast as fc
-    from ecommerce_lake.logic.refine import counties_table
+    from ecommerce_lake.logic.ml import forecast as fc
+    from ecommerce_lake.logic.refined.refine import counties_table
 
     rng = np.random.default_rng(7)
     as_of = dt.date(2026, 6, 30)
@@ -177,12 +180,12 @@ def test_rolling_forecast_features_match_pandas(spark):
     fact = spark.createDataFrame(fact_rows, "order_date date, county_code int, product_id string, quantity long, "
                                             "unit_price_kes double, discount_kes double")
     p = fc.ForecastParams(train_days=56, origins=1)
-    table = fc.build_features(daily, fact, counties_table(spark), as_of, p)
-    got = table.frame.select("product_id", "county_code", "date", "mean_28", "mean_91", "nonzero_share_91",
-                             "net_price_91", "discount_share_91", "price_change_28_91", "product_mean_28",
-                             "product_mean_91", "county_share_91").toPandas()
-    provinces = table.frame.select("county_code", "province_index").distinct().toPandas()
-    table.frame.unpersist()
+    with Held() as held:
+        table = fc.build_features(daily, fact, counties_table(spark), as_of, p, held)
+        got = table.frame.select("product_id", "county_code", "date", "mean_28", "mean_91", "nonzero_share_91",
+                                 "net_price_91", "discount_share_91", "price_change_28_91", "product_mean_28",
+                                 "product_mean_91", "county_share_91").toPandas()
+        provinces = table.frame.select("county_code", "province_index").distinct().toPandas()
     # the former province's rank in alphabetical order, from the shipped county list (pandas)
     ref = pd.read_csv(REPO / "ecommerce_lake" / "data" / "kenya_counties.csv")
     rank = ref.set_index("county_code")["former_province"].rank(method="dense").astype(int)
@@ -245,7 +248,7 @@ def test_planner_days_agree_with_spark_parsing(spark):
     """The sensor's and runner's planner (pure Python) gives every timestamp shape the Nairobi date Spark's
     ingestion gives it, or none where Spark finds it unreadable: a disagreement would put rows outside the run's
     partitions (and the ingestion would refuse the run)."""
-    from ecommerce_lake.logic import plan
+    from ecommerce_lake.logic.raw import plan
 
     df = spark.createDataFrame([(t,) for t in PLANNER_TIMESTAMPS], "text string")
     spark_days = {r["text"]: r["day"] for r in df.select(
@@ -260,7 +263,7 @@ def test_planner_days_agree_with_spark_parsing(spark):
 
 
 def test_planner_reads_only_the_columns_asked_for():
-    from ecommerce_lake.logic.plan import read_rows
+    from ecommerce_lake.logic.raw.plan import read_rows
 
     text = "order_id,Customer_ID,order_ts\nO1,C1,2025-11-30T14:05:00\nO2,C2\nO3,C3,x,extra\n"
     every = read_rows(text)
@@ -295,7 +298,7 @@ PLANNER_CSVS = {  # (text, read by Arrow's reader?) – the csv module's reading
 def test_planner_column_reader_agrees_with_the_csv_module(name):
     """The planner reads landing CSVs with Arrow's C++ reader when every record is as wide as the header, else
     with Python's csv module; both give what the csv module reads, record for record."""
-    from ecommerce_lake.logic.plan import _arrow_columns, read_columns, read_rows
+    from ecommerce_lake.logic.raw.plan import _arrow_columns, read_columns, read_rows
 
     text, fast = PLANNER_CSVS[name]
     columns = ("order_id", "order_ts")
@@ -311,25 +314,25 @@ def test_planner_column_reader_agrees_with_the_csv_module(name):
 def test_planner_days_of_a_column_agree_with_the_row_by_row_rules():
     """``_days`` (Arrow for the usual shapes, ``nairobi_date`` for the rest) = ``clamp_day(nairobi_date(ts))`` per
     record, and the arrival day for a malformed record."""
-    from ecommerce_lake.logic.plan import _days, nairobi_date
-    from ecommerce_lake.partitions import clamp_day
+    from ecommerce_lake.core.calendar import DEFAULT_FIRST_DAY as first, clamp_day
+    from ecommerce_lake.logic.raw.plan import _days, nairobi_date
 
     arrival, today = dt.date(2025, 12, 2), dt.date(2025, 12, 3)
     ts = [*PLANNER_TIMESTAMPS, None, "2022-06-01T10:00:00+03:00", "2099-01-01 00:00:00", "2025-12-01T23:59:59",
           "2025-12-01T24:00:00", "2025-12-01T23:60:00", "2025-12-01 00:00:00+03:00", "2025-12-01T00:00:00+03:00 "]
-    expected = [clamp_day(nairobi_date(t), arrival, today) for t in ts]
-    assert _days(ts, None, arrival, today) == expected
+    expected = [clamp_day(nairobi_date(t), arrival, first, today) for t in ts]
+    assert _days(ts, None, arrival, today, first) == expected
     assert expected[-8:] == [arrival, arrival, arrival, dt.date(2025, 12, 1), arrival, arrival,
                              dt.date(2025, 12, 1), dt.date(2025, 12, 1)]
     malformed = [i % 3 == 0 for i in range(len(ts))]
-    assert _days(ts, malformed, arrival, today) == [arrival if m else d for d, m in zip(expected, malformed)]
+    assert _days(ts, malformed, arrival, today, first) == [arrival if m else d for d, m in zip(expected, malformed)]
 
 
 def _row_by_row_days(landing, batches, existing_days):
-    """The planner's rules (module docstring of ``ecommerce_lake.logic.plan``) applied record by record with the
+    """The planner's rules (module docstring of ``ecommerce_lake.logic.raw.plan``) applied record by record with the
     csv module: the reference the column-at-a-time planner is compared with."""
-    from ecommerce_lake.logic.plan import nairobi_date, read_rows
-    from ecommerce_lake.partitions import clamp_day, nairobi_today
+    from ecommerce_lake.core.calendar import DEFAULT_FIRST_DAY as first, clamp_day, nairobi_today
+    from ecommerce_lake.logic.raw.plan import nairobi_date, read_rows
 
     today, seen, result = nairobi_today(), {}, {}
     clean = lambda v: (v.strip() or None) if v is not None else None  # noqa: E731
@@ -341,7 +344,7 @@ def _row_by_row_days(landing, batches, existing_days):
         referenced = {oid for _, v, _ in orders + items if (oid := clean(v.get("order_id")))}
         lake = existing_days({o for o in referenced if o not in seen})
         for _, v, bad in orders:
-            day = arrival if bad else clamp_day(nairobi_date(v.get("order_ts")), arrival, today)
+            day = arrival if bad else clamp_day(nairobi_date(v.get("order_ts")), arrival, first, today)
             days.add(day)
             if (oid := clean(v.get("order_id"))) is not None:
                 order_days[oid] = day
@@ -349,7 +352,7 @@ def _row_by_row_days(landing, batches, existing_days):
             if oid in seen:
                 days.add(seen[oid])
             elif oid in lake:
-                days.add(clamp_day(lake[oid], arrival, today))
+                days.add(clamp_day(lake[oid], arrival, first, today))
         for _, v, bad in items:
             oid = clean(v.get("order_id"))
             if bad or oid is None:
@@ -359,11 +362,11 @@ def _row_by_row_days(landing, batches, existing_days):
             elif oid in seen:
                 days.add(seen[oid])
             elif oid in lake:
-                days.add(clamp_day(lake[oid], arrival, today))
+                days.add(clamp_day(lake[oid], arrival, first, today))
             else:
                 days.add(arrival)
         for _, v, bad in rows("payments.csv", ("paid_ts",)):
-            days.add(arrival if bad else clamp_day(nairobi_date(v.get("paid_ts")), arrival, today))
+            days.add(arrival if bad else clamp_day(nairobi_date(v.get("paid_ts")), arrival, first, today))
         seen.update(order_days)
         result[batch.batch_id] = (days, order_days)
     return result
@@ -374,7 +377,7 @@ def test_planner_days_of_batches_agree_with_the_row_by_row_rules(tmp_path):
     ones (a malformed record, a byte-order mark, columns reordered), planned in two halves so the second half
     finds the first half's orders in the "lake": the same days and order days as the row-by-row reference."""
     from ecommerce_lake.generator.generate import GeneratorConfig, generate
-    from ecommerce_lake.logic.plan import plan_days
+    from ecommerce_lake.logic.raw.plan import plan_days
     from ecommerce_lake.platform.landing import LandingResource
     from ecommerce_lake_tests.landing_fixtures import add_handmade_batches
 
@@ -387,7 +390,7 @@ def test_planner_days_of_batches_agree_with_the_row_by_row_rules(tmp_path):
     lake: dict[str, dt.date] = {}
     lookup = lambda ids: {oid: lake[oid] for oid in ids if oid in lake}  # noqa: E731
     for half in (first, second):
-        got = plan_days(landing, half, lookup)
+        got = plan_days(landing, half, lookup, first_day=DEFAULT_FIRST_DAY)
         expected = _row_by_row_days(landing, half, lookup)
         assert {b: (p.days, p.order_days) for b, p in got.items()} == expected
         for p in got.values():
@@ -404,7 +407,7 @@ def test_next_batch_continues_the_landing_zones_history(tmp_path):
 
     from ecommerce_lake.generator.generate import GeneratorConfig, generate
     from ecommerce_lake.generator.next_day import NextConfig, generate_next
-    from ecommerce_lake.logic.plan import plan_new_batches
+    from ecommerce_lake.logic.raw.plan import plan_new_batches
     from ecommerce_lake.platform.landing import LandingResource
     from ecommerce_lake_tests import oracle
 
@@ -456,12 +459,12 @@ def test_next_batch_continues_the_landing_zones_history(tmp_path):
     assert min(num(r.values["payment_id"], "PAY") for r in new["payments"]) == old_payments + 1
     # the planner accepts it, for its own day and the days of the orders it updates
     found = plan_new_batches(LandingResource(root=str(landing)), set(before.accepted), lambda ids: {},
-                             today=dt.date(2025, 6, 30))
+                             first_day=DEFAULT_FIRST_DAY, today=dt.date(2025, 6, 30))
     planned = {p.batch.batch_id: p for p in found.planned}
     assert planned["2025-06-11"].accepted and dt.date(2025, 6, 11) in planned["2025-06-11"].days
     # the planner's today is an argument, not the clock: days after it are clamped to it
     early = plan_new_batches(LandingResource(root=str(landing)), set(before.accepted), lambda ids: {},
-                             today=dt.date(2025, 6, 10))
+                             first_day=DEFAULT_FIRST_DAY, today=dt.date(2025, 6, 10))
     assert max(next(p for p in early.planned if p.batch.batch_id == "2025-06-11").days) == dt.date(2025, 6, 10)
 
 
@@ -487,7 +490,7 @@ def test_batch_fingerprint_follows_content_and_redelivery_is_checked_only_when_a
     which only needs new batches) does not digest ingested batches at all."""
     import os
 
-    from ecommerce_lake.logic.ingest import plan_ingest
+    from ecommerce_lake.logic.raw.ingest import plan_ingest
     from ecommerce_lake.platform.landing import LandingResource
 
     batch = tmp_path / "2025-11-30"

@@ -18,14 +18,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from dagster._core.instance.ref import InstanceRef
 from pyspark.sql import functions as F
 
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
-from ecommerce_lake.logic import forecast as fc
-from ecommerce_lake.logic import inventory as inv
+from ecommerce_lake.logic.frames import Held
+from ecommerce_lake.logic.ml import forecast as fc
+from ecommerce_lake.logic.ml import inventory as inv
+from ecommerce_lake.logic.ml.inventory_params import PolicyParams, parse_overrides
 from ecommerce_lake.platform.dagster_storage import instance_yaml
-from ecommerce_lake.settings import ConfigError, Settings
+from ecommerce_lake.defs.resources import InventoryPolicyConfig
+from ecommerce_lake.settings import ConfigError
 from ecommerce_lake_tests import oracle
 
 TRAIN_DAYS = 60  # 270 days of history: 119 look-back + 3 x 28 origins + 7 (MASE) + 60
@@ -55,7 +57,7 @@ def flake(tmp_path_factory, spark):
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert "(Spark: engine sc://" in lake_only.stdout and "(Spark: engine sc://" in proc.stdout
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
     fact = oracle.expected_fact_sales(oracle.read_landing(landing), dt.datetime.now(dt.UTC))
     known = fact[fact["county_code"] != 0]
     daily = known.groupby(["product_id", "county_code", "order_date"])["quantity"].sum().astype(int)
@@ -189,9 +191,9 @@ def test_features_use_nothing_after_the_horizon_cutoff(flake, spark):
     fact2 = fact.withColumn("discount_kes", F.when(after, F.lit(0)).otherwise(F.col("discount_kes")))
     cols = ["product_id", "county_code", "date", *fc.FEATURES]
     window = F.col("date").between(origin + dt.timedelta(days=1), origin + dt.timedelta(days=28))
-    a = fc.build_features(daily, fact, counties, AS_OF, params)
-    b = fc.build_features(daily2, fact2, counties, AS_OF, params)
-    try:
+    with Held() as held:
+        a = fc.build_features(daily, fact, counties, AS_OF, params, held)
+        b = fc.build_features(daily2, fact2, counties, AS_OF, params, held)
         left = a.frame.where(window).select(*cols)
         right = b.frame.where(window).select(*cols)
         assert left.count() == right.count() > 0
@@ -199,9 +201,6 @@ def test_features_use_nothing_after_the_horizon_cutoff(flake, spark):
         # ... while the days after T + 28 do see the change (the test would notice a no-op)
         later = F.col("date") > F.lit(origin + dt.timedelta(days=28))
         assert a.frame.where(later).select(*cols).exceptAll(b.frame.where(later).select(*cols)).count() > 0
-    finally:
-        a.frame.unpersist()
-        b.frame.unpersist()
 
 
 def test_zero_demand_sampling_rates_and_training_rows_match_pandas(flake):
@@ -209,10 +208,10 @@ def test_zero_demand_sampling_rates_and_training_rows_match_pandas(flake):
     rows; a cap below the counts lowers each rate to cap / zeros. The recorded training rows are the rows of the
     final model's window."""
     params = fc.ForecastParams(train_days=TRAIN_DAYS)
-    features = fc.build_features(flake.table("curated/daily_sales"), flake.table("curated/fact_sales"),
-                                 flake.table("refined/counties"), AS_OF, params)
     when = [*fc.origins(AS_OF, params), AS_OF]
-    try:
+    with Held() as held:
+        features = fc.build_features(flake.table("curated/daily_sales"), flake.table("curated/fact_sales"),
+                                     flake.table("refined/counties"), AS_OF, params, held)
         pdf = features.frame.select("date", "units", "nonzero_share_91").toPandas()
         zeros, rows = {}, {}
         for o in when:
@@ -223,8 +222,6 @@ def test_zero_demand_sampling_rates_and_training_rows_match_pandas(flake):
         assert fc.zero_rates(features, when, params) == {o: params.zero_sample_rate for o in when}
         cap = min(zeros.values()) // 10
         capped = fc.zero_rates(features, when, dataclasses.replace(params, max_zero_rows=cap))
-    finally:
-        features.frame.unpersist()
     assert capped == {o: pytest.approx(cap / zeros[o]) for o in when}
     md = flake.metadata("ml/sales_forecast")
     assert md["training_rows"] == rows[AS_OF] and md["series"] == features.series
@@ -318,15 +315,16 @@ def test_inventory_recommendations_follow_the_formulas(flake):
 def test_service_level_check_fails_when_the_policy_misses_its_target():
     """The blocking check's bound, on simulations the step would hand it: 0.92 against a 0.95 target passes (3
     points), 0.919 and a policy that never meets demand fail, with the shortfall in points."""
-    from ecommerce_lake.defs.common import CheckEnv
-    from ecommerce_lake.defs.forecasting import _service_level_achieved
-    from ecommerce_lake.logic.inventory import SimulationResult
+    from ecommerce_lake.defs.checks import CheckContext
+    from ecommerce_lake.defs.ml.checks import simulated_service_level
+    from ecommerce_lake.logic.ml.inventory import SimulationResult
 
     def result(achieved: float):
         sim = SimulationResult(target_cycle_service_level=0.95, achieved_cycle_service_level=achieved,
                                fill_rate=0.5, cycles=100, stockout_cycles=round(100 * (1 - achieved)),
                                series_windows=10, demand_units=1000.0)
-        return _service_level_achieved(CheckEnv(context=None, lake=None, quality=None, values={"simulation": sim}))
+        return simulated_service_level.fn(CheckContext(context=None, lake=None, quality=None,
+                                                       values={"simulation": sim}))
 
     assert result(0.95).passed and result(0.92).passed
     missed = result(0.919)
@@ -352,7 +350,7 @@ def test_simulation_by_hand():
     day 0 demand 3: 2 sold, 1 unmet -> the cycle of that order (days 0-1) is a stockout cycle.
     Cycles 2, stockouts 1 -> cycle service level 0.5; fill rate (4 + 4) / (4 + 5) = 8/9."""
     rows = _window("2025-01-01", [1, 1, 1, 1], [1.0] * 4) + _window("2025-01-05", [3, 0, 0, 2], [1.0] * 4)
-    params = inv.PolicyParams(service_level=0.95, lead_time_days=2, ordering_cost_kes=1000, holding_cost_rate=0.25)
+    params = PolicyParams(service_level=0.95, lead_time_days=2, ordering_cost_kes=1000, holding_cost_rate=0.25)
     result = inv.simulate(pd.DataFrame(rows), {"P1": 100.0}, params)
     assert result.cycles == 2 and result.stockout_cycles == 1
     assert result.achieved_cycle_service_level == 0.5
@@ -361,25 +359,25 @@ def test_simulation_by_hand():
 
 
 def test_lead_time_overrides_and_their_errors():
-    params = inv.PolicyParams(lead_time_overrides=inv.parse_overrides("Phones=10; county:47=3; Phones@47=21"))
+    params = PolicyParams(lead_time_overrides=parse_overrides("Phones=10; county:47=3; Phones@47=21"))
     assert params.lead_time("Phones", 1) == 10
     assert params.lead_time("Home", 47) == 3
     assert params.lead_time("Phones", 47) == 21
     assert params.lead_time("Home", 1) == 7
-    with pytest.raises(ConfigError, match="LEAD_TIMES.*Phones=ten"):
-        Settings(home="/tmp/unused", lead_times="Phones=ten")
-    with pytest.raises(ConfigError, match="SERVICE_LEVEL"):
-        Settings(home="/tmp/unused", service_level=1.2)
+    with pytest.raises(ConfigError, match="ECOMMERCE_LAKE_LEAD_TIMES='Phones=ten'.*Phones=ten"):
+        InventoryPolicyConfig.from_env({"ECOMMERCE_LAKE_LEAD_TIMES": "Phones=ten"})
+    with pytest.raises(ConfigError, match="ECOMMERCE_LAKE_SERVICE_LEVEL='1.2'"):
+        InventoryPolicyConfig.from_env({"ECOMMERCE_LAKE_SERVICE_LEVEL": "1.2"})
+    policy = InventoryPolicyConfig.from_env({"ECOMMERCE_LAKE_LEAD_TIMES": "Phones=10", "ECOMMERCE_LAKE_SERVICE_LEVEL":
+                                             "0.9", "ECOMMERCE_LAKE_LEAD_TIME_DAYS": "5"}).params()
+    assert (policy.service_level, policy.lead_time("Phones", 1), policy.lead_time("Home", 1)) == (0.9, 10, 5)
 
 
 def test_forecast_defaults_agree_everywhere():
-    """The environment's defaults, the Dagster resource's and the model parameters' are the same numbers."""
-    from ecommerce_lake.defs.forecasting import ForecastConfig
+    """The Dagster resource's defaults (what an empty environment gives) and the model parameters' are the same."""
+    from ecommerce_lake.defs.resources import ForecastConfig
 
-    settings, params, resource = Settings(home="/tmp/unused"), fc.ForecastParams(), ForecastConfig()
-    assert (settings.forecast_max_iter, settings.forecast_max_zero_rows, settings.forecast_train_days,
-            settings.forecast_origins) == (params.max_iter, params.max_zero_rows, params.train_days, params.origins)
-    assert resource.params() == params
+    assert ForecastConfig().params() == ForecastConfig.from_env({}).params() == fc.ForecastParams()
 
 
 def test_too_little_history_skips_the_forecast_with_a_warning(lake_run):

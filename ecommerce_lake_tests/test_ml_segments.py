@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 from pyspark.sql import functions as F
 
-from ecommerce_lake.logic import segments
+from ecommerce_lake.core.segment_rules import SEGMENTS, segment_of
+from ecommerce_lake.logic.ml import segments
 from ecommerce_lake.runner import execute
 from ecommerce_lake_tests import oracle
 
@@ -81,12 +82,12 @@ def test_segment_summary_shares(ml_lake):
     (1, 2, "Lost"), (1, 1, "Lost"),
 ])
 def test_segment_rule_table(r, f, segment):
-    assert segments.segment_of(r, f) == segment
+    assert segment_of(r, f) == segment
 
 
 def test_the_rule_table_covers_every_score_pair_exactly_once():
-    cells = {(r, f): segments.segment_of(r, f) for r in range(1, 6) for f in range(1, 6)}
-    assert len(cells) == 25 and set(cells.values()) == set(segments.SEGMENTS)
+    cells = {(r, f): segment_of(r, f) for r in range(1, 6) for f in range(1, 6)}
+    assert len(cells) == 25 and set(cells.values()) == set(SEGMENTS)
 
 
 def test_hand_made_customers(spark):
@@ -118,8 +119,9 @@ def test_hand_made_customers(spark):
 def test_one_row_per_customer_check_counts_each_fault(spark, resources, tmp_path):
     """The check on hand-made tables: customers a, b and c bought up to as_of (x only after it); the clusters
     table holds a twice, c, and an unknown d and lacks b -> 1 missing (b), 1 unexpected (d), 1 duplicated (a)."""
-    from ecommerce_lake.defs.common import CheckEnv
-    from ecommerce_lake.defs.ml import EXTRA, ML_KEYS
+    from ecommerce_lake.defs.checks import CheckContext
+    from ecommerce_lake.defs.keys import ML_KEYS
+    from ecommerce_lake.defs.ml.checks import one_row_per_customer
     from ecommerce_lake.platform.lake import LakeResource
 
     as_of = dt.date(2025, 6, 30)
@@ -130,8 +132,8 @@ def test_one_row_per_customer_check_counts_each_fault(spark, resources, tmp_path
                dg.AssetKey(["curated", "customer_orders"]))
     lake.write(spark.createDataFrame([(c, as_of) for c in "abc"], "customer_pseudonym string, as_of date"),
                ML_KEYS["rfm_scores"])
-    check = {c.name: c for c in EXTRA["customer_clusters"]}["every_customer_has_one_cluster"]
-    env = CheckEnv(None, lake, None)
+    check = one_row_per_customer(ML_KEYS["customer_clusters"], "cluster")
+    env = CheckContext(None, lake, None)
 
     clusters = ML_KEYS["customer_clusters"]
     lake.write(spark.createDataFrame([(c,) for c in "aacd"], "customer_pseudonym string"), clusters)
@@ -145,3 +147,31 @@ def test_one_row_per_customer_check_counts_each_fault(spark, resources, tmp_path
     result = check.fn(env)
     md = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
     assert result.passed and (md["missing"], md["unexpected"], md["duplicated"]) == (0, 0, 0), md
+
+
+def test_a_run_picks_the_day_rfm_is_computed_for(ml_lake, settings):
+    """``as_of`` is the asset's run configuration (the launchpad's, ``run --as-of``): RFM a week before the latest
+    order equals the oracle's for that day (orders after it left out); the next run without it is back on the
+    latest day. A day on a selection that computes nothing for a day is refused before anything runs."""
+    from ecommerce_lake.runner import AsOfError
+
+    key = Path(settings.pseudonym_key_file).read_text().strip().encode()
+    fact = oracle.expected_fact_sales(oracle.read_landing(Path(settings.landing_root)), dt.datetime.now(dt.timezone.utc))
+    latest = fact["order_date"].max()
+    as_of = latest - dt.timedelta(days=7)
+    before = fact[fact["order_date"] <= as_of]
+    per = before.groupby("customer_id").agg(last=("order_date", "max"), frequency=("order_id", "nunique"))
+    expected = {_pseudonym(key, cid): ((as_of - row["last"]).days, int(row["frequency"])) for cid, row in per.iterrows()}
+    try:
+        report = execute(settings, selection="ml/rfm_scores", as_of=as_of.isoformat(),
+                         instance=dg.DagsterInstance.get(), log_level="WARNING")
+        assert report.exit_code == 0, report
+        rows = ml_lake.table("ml/rfm_scores").collect()
+        assert {r["as_of"] for r in rows} == {as_of}
+        assert {r["customer_pseudonym"]: (r["recency_days"], r["frequency"]) for r in rows} == expected
+    finally:
+        report = execute(settings, selection="ml/rfm_scores", instance=dg.DagsterInstance.get(), log_level="WARNING")
+        assert report.exit_code == 0, report
+    assert {r["as_of"] for r in ml_lake.table("ml/rfm_scores").select("as_of").distinct().collect()} == {latest}
+    with pytest.raises(AsOfError, match="no selected asset is computed for a day"):
+        execute(settings, selection="refined/counties", as_of=as_of.isoformat(), instance=dg.DagsterInstance.get())

@@ -389,19 +389,22 @@ def test_one_spark_session_serves_every_asset_of_a_run(res):
 @pytest.mark.parametrize("small_rows", [0, None], ids=["narrowed-to-keys", "small-table-whole"])
 def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, spark, monkeypatch, small_rows):
     """In a partitioned run a table's checks (in its asset's step) look at the run's days, and the whole-table
-    sides of their joins are narrowed to the keys of those days on big tables (``CheckEnv.matching``, the
+    sides of their joins are narrowed to the keys of those days on big tables (``CheckContext.matching``, the
     key-uniqueness check), read whole on small ones: either way a key repeated on another day still fails
     ``unique_key``, a reference found only through another table still counts, and an orphan on a day outside
     the run is not counted."""
-    from ecommerce_lake.defs.common import CheckEnv, ExtraCheck, QualityResource, TableChecks, emit, key_of, table_asset
-    from ecommerce_lake.platform import frames
+    from ecommerce_lake.defs.checks import WARN, CheckContext, TableCheck, TableChecks
+    from ecommerce_lake.defs.keys import key_of
+    from ecommerce_lake.defs.resources import QualityResource
+    from ecommerce_lake.defs.tables import emit, table_asset
+    from ecommerce_lake.logic import frames
     from ecommerce_lake.schemas._base import DATE, STRING, column, table
 
     if small_rows is not None:  # every table counts as big: the narrowing path
         monkeypatch.setattr(frames, "SMALL_TABLE_ROWS", small_rows)
     schema = table("sandbox.orders_by_day", "Orders by day.", {
         "day": column(DATE, "Day."), "order_id": column(STRING, "Order."), "parent_id": column(STRING, "Parent.")},
-        key=["order_id"])
+        key=["order_id"], day_column="day")
     parents_key = dg.AssetKey(["sandbox", "parents"])
     rows = {dt.date(2024, 1, 1): [("A", "P1"), ("B", "P9")], dt.date(2024, 1, 2): [("A", "P1"), ("C", "P2")]}
 
@@ -409,16 +412,15 @@ def test_checks_of_some_days_still_see_keys_and_references_on_other_days(res, sp
     def parents(spark: SparkResource) -> DataFrame:
         return spark.get_session().createDataFrame([("P1",), ("P2",)], "parent_id string")
 
-    def orphans(env: CheckEnv) -> dg.AssetCheckResult:
+    def orphans(env: CheckContext) -> dg.AssetCheckResult:
         mine = env.read(key_of(schema), "day", columns=["parent_id"])
         found = env.matching(parents_key, mine, ["parent_id"], "day").withColumn("f", F.lit(1))
         n = mine.join(found, "parent_id", "left").where("f IS NULL").count()
         return dg.AssetCheckResult(passed=n == 0, metadata={"orphans": n})
 
-    checks = TableChecks(schema, blocking=False, partition_expr="day",
-                         extra=[ExtraCheck("parent_exists", "Every parent exists.", orphans)])
+    checks = TableChecks(schema, [TableCheck("parent_exists", "Every parent exists.", orphans, WARN)], blocking=False)
 
-    @dg.multi_asset(**table_asset(checks, partition_expr="day"), partitions_def=DAILY, deps=[parents_key])
+    @dg.multi_asset(**table_asset(checks), deps=[parents_key])  # daily partitions: the schema's day column
     def orders_by_day(context: dg.AssetExecutionContext, spark: SparkResource, lake: LakeResource,
                       quality: QualityResource):
         day = context.partition_time_window.start.date()
@@ -450,7 +452,7 @@ def test_key_range_lets_delta_skip_files_and_changes_no_join_result(spark, tmp_p
     without it, including raw values that match a key only once trimmed (leading and trailing spaces). The keys
     are computed once and kept: their cached size is known to Spark's planner."""
     from ecommerce_lake.logic.parsing import clean
-    from ecommerce_lake.platform.frames import kept_keys, release, semi_join_keys
+    from ecommerce_lake.logic.frames import Held, kept_keys, semi_join_keys
 
     path = str(tmp_path / "ids")
     for batch in range(4):  # four files, ids issued in sequence: O0000..O0099, O1000..O1099, ...
@@ -460,11 +462,10 @@ def test_key_range_lets_delta_skip_files_and_changes_no_join_result(spark, tmp_p
         spark.createDataFrame(rows, "order_id string, n int").coalesce(1).write.format("delta").mode("append").save(path)
     table = spark.read.format("delta").load(path)
     keys_df = spark.createDataFrame([("O1005",), ("O1050",), ("O1099",)], "order_id string")
-    held: list = []
-    try:
+    with Held() as held:
         keys = kept_keys(keys_df, "order_id", held)
         assert (keys.lo, keys.hi, keys.spaced) == ("O1005", "O1099", False)
-        assert keys.df.is_cached and len(held) == 1
+        assert keys.df.is_cached
         exact = keys.narrow(table)
         assert len(exact.inputFiles()) == 1 and len(table.inputFiles()) == 4
         joined = semi_join_keys(table, keys_df, ["order_id"], held)
@@ -487,6 +488,4 @@ def test_key_range_lets_delta_skip_files_and_changes_no_join_result(spark, tmp_p
         assert len(renamed.narrow(table, "order_id").inputFiles()) == 1
         numbers = kept_keys(spark.createDataFrame([(3,), (7,)], "n int"), "n", held)  # not text: no space check
         assert (numbers.lo, numbers.hi, numbers.spaced) == (3, 7, False)
-    finally:
-        release(held)
     assert not keys.df.is_cached

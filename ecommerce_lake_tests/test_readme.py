@@ -12,11 +12,9 @@ import signal
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from ecommerce_lake_tests.servers import REPO, port_open, wait_for
 
@@ -96,7 +94,7 @@ def test_the_ui_walk_through_a_new_export_reaches_curated(newcomer):
         assert nxt.returncode == 0, nxt.stderr
         batch = re.search(r"generated batch (\S+)", nxt.stdout).group(1)
         day = batch[:10]
-        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster_home")))
+        instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))
         try:
             def refreshed(table: str, partition: str | None = None, after: float = 0.0):
                 def latest():

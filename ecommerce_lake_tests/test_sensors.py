@@ -10,11 +10,10 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
-from ecommerce_lake.defs.automation import (
-    BATCH_REFERENCE_RUN, BATCH_RUN, RAW_BATCH_OUTPUTS, landing_sensor, run_failure_recorder,
-)
-from ecommerce_lake.defs.resources import build_resources
-from ecommerce_lake.partitions import BATCH_TAG, RANGE_END_TAG, RANGE_START_TAG
+from ecommerce_lake.defs.ops.sensors import run_failure_recorder
+from ecommerce_lake.defs.raw.sensors import BATCH_REFERENCE_RUN, BATCH_RUN, RAW_BATCH_OUTPUTS, landing_sensor
+from ecommerce_lake.deployment import build_resources
+from ecommerce_lake.defs.partitions import BATCH_TAG, RANGE_END_TAG, RANGE_START_TAG
 from ecommerce_lake.runner import execute_request
 from ecommerce_lake_tests.landing_fixtures import HEADERS
 
@@ -43,7 +42,6 @@ def sensor_lake(tmp_path_factory, engine_url, spark):
     """A lake of this module's own (its own landing zone, lake root and Dagster instance, on the session's
     engine), built once from three generated days and the hand-made batches (2025-12-02 rejected, 2025-12-03
     incomplete): the scenario below adds batches to it without touching the lake other modules share."""
-    from dagster._core.instance.ref import InstanceRef
 
     from ecommerce_lake.generator.generate import GeneratorConfig, generate
     from ecommerce_lake.platform.dagster_storage import instance_yaml
@@ -64,7 +62,7 @@ def sensor_lake(tmp_path_factory, engine_url, spark):
     dagster_home = home / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
     report = execute(settings, instance=instance, log_level="WARNING",
                      selection="group:raw or group:refined or group:curated")
     assert report.exit_code == 0 and report.spark.startswith("engine sc://"), report
@@ -163,7 +161,7 @@ def test_a_day_of_the_landing_sensor_and_automation(sensor_lake):
 
 
 def test_thousands_of_batches_are_listed_and_requested_a_tick_at_a_time(tmp_path, settings):
-    from ecommerce_lake.defs.automation import SensorSettingsResource
+    from ecommerce_lake.defs.resources import SensorSettingsResource
     from ecommerce_lake.platform.landing import LandingResource
     from ecommerce_lake.platform.lake_reader import LakeReaderResource
 
@@ -278,3 +276,67 @@ def test_cron_conditions_fire_once_per_tick_at_fixed_nairobi_times(settings):
     result = dg.evaluate_automation_conditions(defs=assets, instance=instance, evaluation_time=utc(9, 1, 35),
                                                cursor=result.cursor)
     assert {s.key.path[1] for s in downstream if result.get_num_requested(s.key)} == {"nightly", "maintenance"}
+
+
+REAPED_RUN = '''
+import sys, time
+import dagster as dg
+from ecommerce_lake.platform.spark import SparkResource
+
+@dg.asset(key=["sandbox", "slow_ingest"], pool="ecommerce_lake_ingest")
+def slow_ingest(spark: SparkResource):
+    time.sleep(600)
+
+instance = dg.DagsterInstance.from_config(sys.argv[1])
+dg.materialize([slow_ingest], instance=instance,
+               resources={"spark": SparkResource(warehouse_dir=sys.argv[1] + "/wh", jars_dir=sys.argv[1] + "/jars")})
+'''
+
+
+def test_a_run_killed_hard_is_failed_and_its_pool_slot_freed_by_the_reaper(tmp_path):
+    """A run started the way the daemon starts one (its launcher sets no process tag) is tagged with its process
+    when its Spark resource is set up. Killed with SIGKILL while its step holds the ingest pool's only slot, it
+    stays STARTED and keeps the slot, so every later run of the pool, and the one-run-at-a-time queue, would wait
+    for it; the ``dead_run_reaper`` sensor's next tick fails it, saying why, and frees the slot."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ecommerce_lake.defs.ops.sensors import dead_run_reaper
+    from ecommerce_lake.platform.dagster_storage import instance_yaml
+    from ecommerce_lake.platform.dead_runs import PID_TAG
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(instance_yaml(home) + "concurrency:\n  pools:\n    default_limit: 1\n")
+    (tmp_path / "run.py").write_text(REAPED_RUN)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(home)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    instance = dg.DagsterInstance.from_config(str(home))
+    run = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            if runs and runs[0].tags.get(PID_TAG) == str(proc.pid) and \
+                    runs[0].run_id in instance.event_log_storage.get_concurrency_run_ids():
+                run = runs[0]
+                break
+            time.sleep(0.2)
+        assert run is not None, f"the run never held the pool's slot:\n{proc.stdout.read() if proc.poll() else ''}"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED  # nobody said it ended
+    assert run.run_id in instance.event_log_storage.get_concurrency_run_ids()
+
+    with dg.build_sensor_context(instance=instance) as context:
+        result = dead_run_reaper(context)
+    assert result.skip_message == f"failed 1 dead run(s): {run.run_id}"
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
+    assert f"pid {proc.pid}" in failure.message and "ended without finishing" in failure.message
+    assert run.run_id not in instance.event_log_storage.get_concurrency_run_ids()
+    with dg.build_sensor_context(instance=instance) as context:
+        assert dead_run_reaper(context).skip_message == "no dead run"

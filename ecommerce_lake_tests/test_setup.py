@@ -3,6 +3,7 @@ and the code location loads and validates the way `dagster dev` loads it."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,41 @@ def test_settings_come_from_prefixed_environment_variables(tmp_path):
 def test_bad_settings_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_the_lakes_knobs_come_from_their_resources_variables():
+    """Each knob resource reads ``ECOMMERCE_LAKE_<prefix><FIELD>`` itself; pydantic parses and bounds the value, and a
+    bad one fails naming the variable; unset variables keep the resource's declared default."""
+    from ecommerce_lake.defs.resources import KNOBS
+
+    env = {"ECOMMERCE_LAKE_FORECAST_TRAIN_DAYS": "120", "ECOMMERCE_LAKE_RFM_AS_OF": "2025-06-30",
+           "ECOMMERCE_LAKE_SENSOR_MAX_BATCHES_PER_TICK": "5", "ECOMMERCE_LAKE_VACUUM_RETENTION_HOURS": "200",
+           "ECOMMERCE_LAKE_UNKNOWN_COUNTY_WARN_SHARE": "0.1", "ECOMMERCE_LAKE_HOLDING_COST_RATE": ""}
+    knobs = {key: knob.from_env(env) for key, knob in KNOBS.items()}
+    assert knobs["forecasting"].train_days == 120 and knobs["forecasting"].origins == 3
+    assert knobs["segmentation"].as_of == "2025-06-30" and knobs["forecasting"].as_of == ""
+    assert knobs["sensor_settings"].max_batches_per_tick == 5 and knobs["maintenance"].retention_hours == 200
+    assert knobs["quality"].unknown_county_warn_share == 0.1 and knobs["inventory_policy"].holding_cost_rate == 0.25
+    for var, value, message in (("FORECAST_TRAIN_DAYS", "many", "valid integer"),
+                                ("FORECAST_TRAIN_DAYS", "20", "greater than or equal to 56"),
+                                ("FORECAST_AS_OF", "yesterday", "YYYY-MM-DD"),
+                                ("VACUUM_RETENTION_HOURS", "24", "greater than or equal to 168"),
+                                ("UNKNOWN_COUNTY_WARN_SHARE", "2", "less than or equal to 1")):
+        with pytest.raises(ConfigError, match=f"ECOMMERCE_LAKE_{var}='{value}': .*{message}"):
+            for knob in KNOBS.values():
+                knob.from_env({f"ECOMMERCE_LAKE_{var}": value})
+
+
+def test_every_variable_is_documented_in_the_readme():
+    """README's configuration table lists every variable the settings and the knob resources read, and no other."""
+    from ecommerce_lake.defs.resources import KNOBS
+    from ecommerce_lake.platform.secrets import KEY_ENV
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(ECOMMERCE_LAKE_[A-Z0-9_]+)` \|", section, flags=re.M))
+    read = {*Settings.variables(), KEY_ENV, *(var for knob in KNOBS.values() for var in knob.variables())}
+    assert documented == read
 
 
 def test_spark_configuration(resources, spark, tmp_path):

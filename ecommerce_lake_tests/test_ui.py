@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
 from ecommerce_lake.platform.dagster_storage import pinned
@@ -51,7 +50,7 @@ def ui(tmp_path_factory, engine_url, engine):
             process(daemon_cmd, home / "daemon.log", env=env):
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_json(f"{url}/server_info"), 180, "dagster-webserver", web, home / "webserver.log")
-        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
+        instance = dg.DagsterInstance.from_config(str(dagster_home))
         yield SimpleNamespace(url=url, home=home, instance=instance)
 
 
@@ -100,11 +99,11 @@ def test_asset_graph_shows_the_groups(ui, page):
 def test_curated_asset_shows_columns_and_lineage(ui, page):
     from playwright.sync_api import expect
 
-    from ecommerce_lake.schemas import schema_for
+    from ecommerce_lake.schemas import BY_NAME
 
     _open(page, f"{ui.url}/assets/curated/daily_sales")
     # the column schema comes from the pandera schema (dagster/column_schema): every column is listed
-    for column in schema_for("curated.daily_sales").columns:
+    for column in BY_NAME["curated.daily_sales"].columns:
         expect(page.get_by_text(column, exact=True).first).to_be_visible()
     _shot(page, "daily-sales-columns")
     _open(page, f"{ui.url}/assets/curated/daily_sales?view=lineage")

@@ -1,86 +1,135 @@
-"""Resources per environment, from :class:`~ecommerce_lake.settings.Settings` only."""
+"""The lake's own resources (besides the platform's Spark, lake, landing and key resources): the thresholds of
+the warning checks, the landing sensor's limits, and the knobs of segmentation, forecasting, the inventory policy
+and Delta maintenance; and the run configuration of the assets whose day a user picks per run.
+
+Each resource owns its fields: types, defaults, bounds and descriptions are declared once, here, and validated
+by pydantic. Every field can be set by an environment variable, ``ECOMMERCE_LAKE_<ENV_PREFIX><FIELD>`` (e.g.
+``ForecastConfig.train_days`` by ``ECOMMERCE_LAKE_FORECAST_TRAIN_DAYS``), read by
+:meth:`~ecommerce_lake.settings.FromEnvironment.from_env` when ``deployment.py`` builds an environment's
+resources; a bad value fails the code location's load with the variable's name. README lists every variable
+(``test_every_setting_is_documented``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import datetime as dt
+from typing import ClassVar
 
-from dagster_aws.s3 import S3Resource
+import dagster as dg
+from pydantic import Field, field_validator
 
-from ecommerce_lake.defs.automation import SensorSettingsResource
-from ecommerce_lake.defs.common import QualityResource
-from ecommerce_lake.defs.forecasting import ForecastConfig, InventoryPolicyConfig
-from ecommerce_lake.defs.maintenance import MaintenanceConfig
-from ecommerce_lake.defs.ml import SegmentationConfig
-from ecommerce_lake.platform.io_manager import DeltaIOManager
-from ecommerce_lake.platform.lake import LakeResource
-from ecommerce_lake.platform.landing import LandingResource
-from ecommerce_lake.platform.lake_reader import LakeReaderResource
-from ecommerce_lake.platform.secrets import PseudonymKeyResource
-from ecommerce_lake.platform.spark import SparkResource
-from ecommerce_lake.settings import Settings
+from ecommerce_lake.logic.ml.forecast import ForecastParams
+from ecommerce_lake.logic.ml.inventory_params import PolicyParams, parse_overrides
+from ecommerce_lake.settings import FromEnvironment
+
+MIN_RETENTION_HOURS = 168  # VACUUM never deletes what a reader or time travel of the last week needs
 
 
-def spark_resource(settings: Settings) -> SparkResource:
-    groups = ["delta", "s3"] if settings.needs_s3 else ["delta"]
-    if settings.lake_is_local:
-        metastore_dir = str(Path(settings.lake_root) / "_metastore")
-    else:
-        metastore_dir = str(Path(settings.home) / "metastore")
-    return SparkResource(
-        master=settings.spark_master,
-        remote=settings.spark_remote,
-        shuffle_partitions=settings.spark_shuffle_partitions,
-        driver_memory=settings.spark_driver_memory,
-        ui_enabled=settings.spark_ui,
-        warehouse_dir=f"{settings.lake_root}/_warehouse",
-        metastore_uri=settings.hive_metastore_uri,
-        metastore_dir=metastore_dir,
-        jars_dir=settings.jars_dir,
-        jar_groups=groups,
-        maven_repo=settings.maven_repo,
-        s3_endpoint=settings.s3_endpoint,
-        s3_region=settings.s3_region,
-        s3_path_style=settings.s3_path_style,
-        java_options=settings.spark_java_options,
-        whole_stage_codegen=settings.spark_whole_stage_codegen,
-        landing_root=settings.landing_root,
-        extra_conf=dict(settings.spark_conf),
-    )
+def _iso_day(value: str | None) -> str | None:
+    if value:
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a YYYY-MM-DD date") from exc
+    return value
 
 
-def s3_resource(settings: Settings) -> S3Resource:
-    """dagster-aws S3 resource; credentials come from the standard AWS environment, never from config."""
-    return S3Resource(region_name=settings.s3_region, endpoint_url=settings.s3_endpoint or None)
+class QualityResource(FromEnvironment, dg.ConfigurableResource):
+    """Thresholds of the warning checks."""
+
+    env_prefix: ClassVar[str] = ""
+    unknown_county_warn_share: float = Field(0.05, ge=0, le=1, description="unknown_county_share warns above this "
+                                             "share of revenue.")
+    row_count_change_warn_ratio: float = Field(0.5, ge=0, description="row_count_change warns when rows change by "
+                                               "more than this ratio.")
+    segment_change_warn_share: float = Field(0.2, ge=0, le=1, description="segment_changes warns when more than "
+                                             "this share of customers changed segment.")
 
 
-def build_resources(settings: Settings) -> dict[str, Any]:
-    spark = spark_resource(settings)
-    lake = LakeResource(
-        root=settings.lake_root, spark=spark, s3=s3_resource(settings),
-        verify_bucket=settings.env == "prod" and settings.lake_root.startswith("s3a://"),
-        configure_bucket=settings.s3_configure_bucket,
-    )
-    return {
-        "spark": spark,
-        "lake": lake,
-        "io_manager": DeltaIOManager(lake=lake),
-        "landing": LandingResource(root=settings.landing_root, s3=s3_resource(settings)),
-        "pseudonym": PseudonymKeyResource(key_file=settings.pseudonym_key_file,
-                                          generate_if_missing=settings.env == "local"),
-        "lake_reader": LakeReaderResource(root=settings.lake_root, s3_endpoint=settings.s3_endpoint,
-                                          s3_region=settings.s3_region, s3_path_style=settings.s3_path_style),
-        "sensor_settings": SensorSettingsResource(max_batches_per_tick=settings.sensor_max_batches_per_tick),
-        "quality": QualityResource(unknown_county_warn_share=settings.unknown_county_warn_share,
-                                   row_count_change_warn_ratio=settings.row_count_change_warn_ratio,
-                                   segment_change_warn_share=settings.segment_change_warn_share),
-        "segmentation": SegmentationConfig(as_of=settings.rfm_as_of),
-        "forecasting": ForecastConfig(as_of=settings.forecast_as_of, train_days=settings.forecast_train_days,
-                                      origins=settings.forecast_origins, max_iter=settings.forecast_max_iter,
-                                      max_zero_rows=settings.forecast_max_zero_rows),
-        "maintenance": MaintenanceConfig(retention_hours=settings.vacuum_retention_hours),
-        "inventory_policy": InventoryPolicyConfig(
-            service_level=settings.service_level, lead_time_days=settings.lead_time_days,
-            lead_times=settings.lead_times, ordering_cost_kes=settings.ordering_cost_kes,
-            holding_cost_rate=settings.holding_cost_rate),
-    }
+class SensorSettingsResource(FromEnvironment, dg.ConfigurableResource):
+    """Limits of the landing sensor."""
+
+    env_prefix: ClassVar[str] = "SENSOR_"
+    max_batches_per_tick: int = Field(20, ge=1, description="New batches requested per tick.")
+
+
+class SegmentationConfig(FromEnvironment, dg.ConfigurableResource):
+    """The deployment's default day RFM is computed for (a run may pick another: :class:`AsOfConfig`)."""
+
+    env_prefix: ClassVar[str] = "RFM_"
+    as_of: str = Field("", description="YYYY-MM-DD; empty: the latest order date.")
+    _day = field_validator("as_of")(_iso_day)
+
+
+class ForecastConfig(FromEnvironment, dg.ConfigurableResource):
+    """The forecast's default origin and its training knobs."""
+
+    env_prefix: ClassVar[str] = "FORECAST_"
+    as_of: str = Field("", description="Forecast origin YYYY-MM-DD; empty: the latest order date.")
+    train_days: int = Field(ForecastParams.train_days, ge=56, description="Target days each model trains on.")
+    origins: int = Field(ForecastParams.origins, ge=3, description="Rolling backtest origins, 28 days apart.")
+    max_iter: int = Field(ForecastParams.max_iter, ge=1, description="Trees of the gradient-boosted model.")
+    max_zero_rows: int = Field(ForecastParams.max_zero_rows, ge=1000, description="Zero-demand days per model at "
+                               "most.")
+    _day = field_validator("as_of")(_iso_day)
+
+    def params(self) -> ForecastParams:
+        return ForecastParams(train_days=self.train_days, origins=self.origins, max_iter=self.max_iter,
+                              max_zero_rows=self.max_zero_rows)
+
+
+class InventoryPolicyConfig(FromEnvironment, dg.ConfigurableResource):
+    """The (s, Q) inventory policy."""
+
+    env_prefix: ClassVar[str] = ""
+    service_level: float = Field(0.95, ge=0.5, lt=1, description="Target cycle service level.")
+    lead_time_days: int = Field(7, ge=1, description="Replenishment lead time (days).")
+    lead_times: str = Field("", description="Lead-time overrides: Phones=10;county:30=14;Phones@30=21 (category, "
+                            "county code, both; most specific wins).")
+    ordering_cost_kes: float = Field(1000.0, ge=0, description="Cost of placing one order (EOQ).")
+    holding_cost_rate: float = Field(0.25, gt=0, description="Yearly holding cost as a share of the unit cost "
+                                     "(EOQ).")
+
+    @field_validator("lead_times")
+    @classmethod
+    def _overrides(cls, value: str) -> str:
+        parse_overrides(value)  # raises ValueError naming the bad item
+        return value
+
+    def params(self) -> PolicyParams:
+        return PolicyParams(service_level=self.service_level, lead_time_days=self.lead_time_days,
+                            lead_time_overrides=parse_overrides(self.lead_times),
+                            ordering_cost_kes=self.ordering_cost_kes, holding_cost_rate=self.holding_cost_rate)
+
+
+class MaintenanceConfig(FromEnvironment, dg.ConfigurableResource):
+    """Delta maintenance."""
+
+    env_prefix: ClassVar[str] = "VACUUM_"
+    retention_hours: int = Field(MIN_RETENTION_HOURS, ge=MIN_RETENTION_HOURS,
+                                 description=f"VACUUM retention, at least {MIN_RETENTION_HOURS} hours.")
+
+
+# Which resource key each knob resource has in every environment (deployment.py builds them from the environment)
+KNOBS: dict[str, type[FromEnvironment]] = {
+    "quality": QualityResource,
+    "sensor_settings": SensorSettingsResource,
+    "segmentation": SegmentationConfig,
+    "forecasting": ForecastConfig,
+    "inventory_policy": InventoryPolicyConfig,
+    "maintenance": MaintenanceConfig,
+}
+
+
+class AsOfConfig(dg.Config):
+    """Run configuration of an asset computed for one day (RFM scores, the forecast): set ``as_of`` in the
+    launchpad to compute it for another day than the deployment's default."""
+
+    as_of: str | None = Field(None, description="YYYY-MM-DD for this run; empty: the deployment's default "
+                              "(ECOMMERCE_LAKE_RFM_AS_OF / ECOMMERCE_LAKE_FORECAST_AS_OF), else the latest "
+                              "order date.")
+    _day = field_validator("as_of")(_iso_day)
+
+    def day(self, default: str) -> dt.date | None:
+        """The run's day, else the deployment's ``default``; None: neither is set."""
+        chosen = self.as_of or default
+        return dt.date.fromisoformat(chosen) if chosen else None

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecommerce_lake.contract import LANDING_FILES, SUCCESS_MARKER
-from ecommerce_lake.reference import counties, county_aliases
+from ecommerce_lake.core.contract import LANDING_FILES, SUCCESS_MARKER
+from ecommerce_lake.core.reference import counties, county_aliases
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecommerce_lake.contract import BY_NAME, SUCCESS_MARKER
+from ecommerce_lake.core.contract import BY_NAME, SUCCESS_MARKER
 from ecommerce_lake.generator.generate import CHANNEL, FIRST, LAST, PAYMENT, GeneratorSummary, _fmt_money
 
 RECENT_BATCHES = 10  # batches read for the highest ids, the recent size and the open orders

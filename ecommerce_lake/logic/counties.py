@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ecommerce_lake.reference import UNKNOWN_COUNTY_CODE, UNKNOWN_COUNTY_NAME, counties, county_aliases
+from ecommerce_lake.core.reference import UNKNOWN_COUNTY_CODE, UNKNOWN_COUNTY_NAME, counties, county_aliases
 
 _ACCENTED = "áàâäãåéèêëíìîïóòôöõúùûüçñ"
 _PLAIN = "aaaaaaeeeeiiiiooooouuuucn"

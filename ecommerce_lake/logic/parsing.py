@@ -13,7 +13,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ecommerce_lake.contract import NAIROBI_OFFSET, NAIROBI_TZ
+from ecommerce_lake.core.contract import NAIROBI_OFFSET, NAIROBI_TZ
 
 MONEY = T.DecimalType(18, 2)
 AMOUNT_RE = r"^[+-]?[0-9]{1,15}(\.[0-9]{1,2})?$"

@@ -28,14 +28,19 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
-from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
-from dagster._serdes import ConfigurableClassData
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
+
+from ecommerce_lake.platform.dagster_private import (
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    ConfigurableClassData,
+    DagsterSqliteStorage,
+    SqliteEventLogStorage,
+    _event_logs_directory,
+    create_engine,
+)
 
 MAX_OPEN_RUN_DATABASES = 8  # per process, besides the index database
 LOCAL_STORAGE_YAML = """storage:
@@ -52,7 +57,7 @@ _ENV_BASE_DIR = re.compile(r"^([ \t]*)base_dir:[ \t]*\n\s*env:[ \t]*DAGSTER_HOME
 def pinned(dagster_yaml: str, home) -> str:
     """``dagster_yaml`` with the storage's ``base_dir`` set to ``home`` instead of ``$DAGSTER_HOME``, so the
     instance reads its own directory even when opened from a process whose DAGSTER_HOME points elsewhere
-    (``InstanceRef.from_dir``)."""
+    (``DagsterInstance.from_config(directory)``)."""
     found = _ENV_BASE_DIR.findall(dagster_yaml)
     if len(found) != 1:
         raise ValueError(

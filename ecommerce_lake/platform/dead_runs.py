@@ -2,10 +2,15 @@
 
 A run killed with SIGKILL (or by the OOM killer, or a power cut) never reports its end: Dagster's storage keeps
 it STARTED, and the pool slots its steps claimed (the ingest pool, ``default_limit: 1``) stay taken, so every
-later run of that pool waits for a slot forever, saying nothing. The daemon's run monitoring catches this for
-runs it launched; a run of ``ecommerce-lake run`` is its own process, which nothing watches. So each such run is
-tagged with its host and process id, and before a run starts, :func:`reap` marks the runs of this host whose
-process is gone as failed and frees the slots of every run that has ended (or is gone) but still holds one.
+later run of that pool waits for a slot forever, saying nothing. With one run at a time (``max_concurrent_runs: 1``) the
+queue stalls behind it too. Dagster's run monitoring cannot see a dead run worker of the default run launcher (it
+only fails the run after ``max_runtime_seconds``, hours later), and nothing at all watches a run of
+``ecommerce-lake run``, which is its own process. So every run is tagged with its host and process id
+(``ecommerce-lake run`` before it starts; a run the daemon or the UI launched when its Spark resource is set up,
+:func:`claim`), and :func:`reap` marks the runs of this host whose process is gone as failed and frees the slots
+of every run that has ended (or is gone) but still holds one. It runs before each ``ecommerce-lake run`` and every
+minute in the daemon (the ``dead_run_reaper`` sensor). Runs on other hosts are left to their own host and to
+run monitoring (production).
 Public Dagster APIs only: ``DagsterInstance.get_runs``, ``report_run_failed`` and the event log storage's
 ``get_concurrency_run_ids`` / ``free_concurrency_slots_for_run``.
 """
@@ -30,6 +35,14 @@ log = logging.getLogger(__name__)
 def process_tags() -> dict[str, str]:
     """Tags that say which process executes a run (``ecommerce-lake run`` executes it in its own process)."""
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def claim(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Tag the run with this process, unless it is tagged already (``ecommerce-lake run`` tags its runs itself).
+    Called in the run's own process: the code location's runs execute their steps in it (in-process executor)."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and PID_TAG not in run.tags:
+        instance.add_run_tags(run_id, process_tags())
 
 
 def _alive(pid: int) -> bool:
@@ -62,7 +75,8 @@ def reap(instance: dg.DagsterInstance, say: Callable[[str], None] = log.warning)
             continue
         instance.report_run_failed(
             run, message=f"the process of this run (pid {pid} on {host}) ended without finishing it (killed?); "
-                         "marked failed by the next run, which freed its pool slots")
+                         "marked failed by the dead-run reaper (before the next `ecommerce-lake run`, and every "
+                         "minute in the daemon), which freed its pool slots")
         failed.append(run.run_id)
         say(f"run {run.run_id} (pid {pid}) died without finishing (killed?): marked failed, its pool slots freed")
     storage = instance.event_log_storage

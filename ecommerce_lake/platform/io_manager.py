@@ -27,7 +27,7 @@ import dagster as dg
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ecommerce_lake.platform.lake import LakeError, LakeResource, WriteResult, catalog_name
+from ecommerce_lake.platform.lake import MONTH_COLUMN, LakeError, LakeResource, WriteResult, catalog_name
 from ecommerce_lake.platform.spark_metrics import performance_metadata
 from ecommerce_lake.platform.schema_meta import column_shape, dataframe_table_schema
 
@@ -35,7 +35,6 @@ from ecommerce_lake.platform.schema_meta import column_shape, dataframe_table_sc
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-MONTH_COLUMN = "_month"  # physical partition column of time-partitioned tables, managed here
 # What every partition's materialization of a multi-partition write records (see DeltaIOManager._record)
 PER_PARTITION_METADATA = frozenset({"dagster/table_name", "dagster/uri", "delta/version", "lake/schema_as_declared",
                                     "lake/partitions_written"})

@@ -49,6 +49,10 @@ _ROWS: dict[str, tuple[int, int | None]] = {}  # table URI -> (Delta version, ro
 class LakeError(RuntimeError):
     """A problem with a lake table; the message names the asset/table."""
 
+# Day-partitioned tables are Delta-partitioned by month of their day column (a day's rewrite touches one month's
+# files, and a two-year table holds 24 partitions, not 730): the IO manager adds this column on write, reads drop it
+MONTH_COLUMN = "_month"
+
 
 def table_parts(asset_key: dg.AssetKey) -> tuple[str, str]:
     path = asset_key.path
@@ -170,7 +174,7 @@ class LakeResource(dg.ConfigurableResource):
 
     def is_small(self, asset_key: dg.AssetKey) -> bool:
         """Fewer rows than ``frames.SMALL_TABLE_ROWS``: joins read it whole rather than narrowed to keys first."""
-        from ecommerce_lake.platform.frames import SMALL_TABLE_ROWS
+        from ecommerce_lake.logic.frames import SMALL_TABLE_ROWS
 
         rows = self.row_count(asset_key)
         return rows is not None and rows < SMALL_TABLE_ROWS
@@ -197,9 +201,9 @@ class LakeResource(dg.ConfigurableResource):
                     "Materialize it (and its upstream assets) first."
                 ) from exc
             raise
-        if "_month" in present:  # physical partition column managed by the IO manager, not part of the data
-            df = df.drop("_month")
-            present = [c for c in present if c != "_month"]
+        if MONTH_COLUMN in present:  # the physical layout's column, not part of the data
+            df = df.drop(MONTH_COLUMN)
+            present = [c for c in present if c != MONTH_COLUMN]
         if where:
             df = df.where(where)
         if columns:

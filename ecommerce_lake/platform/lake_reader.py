@@ -6,7 +6,6 @@ Read-only. The Spark side (``LakeResource``) owns every write.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 
 import dagster as dg

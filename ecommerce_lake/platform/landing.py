@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,7 +19,8 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from ecommerce_lake.contract import SUCCESS_MARKER
+from ecommerce_lake.core.contract import SUCCESS_MARKER
+from ecommerce_lake.logic.landing import Batch
 
 
 # sha256 of local landing files, per process, keyed by path, size, mtime and inode: a long-lived process (the
@@ -41,32 +41,10 @@ def _file_digest(path: Path) -> str:
     return _DIGESTS[memo]
 
 
-@dataclass(frozen=True)
-class Batch:
-    batch_id: str
-    complete: bool
-    files: tuple[str, ...] = field(default=())  # file names in the batch folder (without the marker)
-    completed_at: dt.datetime | None = None  # when the _SUCCESS marker was written (UTC)
-    # entries the landing zone never reads: symbolic links (the batch folder itself is ".") and entries that are
-    # not regular files (sub-folders, pipes), each with what it is; a batch holding any is rejected whole
-    irregular: tuple[tuple[str, str], ...] = field(default=())
-    etags: tuple[tuple[str, str], ...] = field(default=())  # S3: (file name, ETag and size) from the listing
-
-    @property
-    def arrival_day(self) -> dt.date:
-        """The batch's arrival day (rows whose own date is unusable are filed under it): the date the batch
-        id starts with (``2025-11-30``, ``2025-11-30T0215Z``...), else the Nairobi date its _SUCCESS marker
-        was written."""
-        try:
-            return dt.date.fromisoformat(self.batch_id[:10])
-        except ValueError:
-            pass
-        at = self.completed_at or dt.datetime.now(dt.timezone.utc)
-        return (at.astimezone(dt.timezone.utc) + dt.timedelta(hours=3)).date()
-
-
 class LandingResource(dg.ConfigurableResource):
-    """Lists batches and reads CSV headers; Spark reads the data itself via :meth:`spark_path`."""
+    """Lists batches and reads CSV headers; Spark reads the data itself via :meth:`spark_path`. Satisfies
+    :class:`ecommerce_lake.logic.landing.LandingFiles`, what the ingestion and planning logic reads a landing
+    zone through."""
 
     root: str = Field(description="Landing root: a local path or s3://bucket/prefix.")
     s3: S3Resource = Field(default_factory=S3Resource, description="dagster-aws S3 resource (for s3:// roots).")

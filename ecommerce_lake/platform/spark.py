@@ -186,10 +186,14 @@ class SparkResource(dg.ConfigurableResource):
         return "false" if small_landing(self.landing_root) else "true"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Remember the run, so the run's log says which Spark it uses and the run is tagged with it."""
+        """Remember the run, so the run's log says which Spark it uses and the run is tagged with it; tag the run
+        with this process, so that a run killed hard is failed and its pool slots freed (``dead_runs``)."""
         global _RUN
         if context.instance is not None and context.run_id:
             _RUN = (context.instance, context.run_id, context.log)
+            from ecommerce_lake.platform.dead_runs import claim
+
+            claim(context.instance, context.run_id)
 
     def get_session(self) -> SparkSession:
         """The process's SparkSession, created on first use and reused afterwards: a client session on the engine
@@ -268,7 +272,7 @@ def is_remote(session) -> bool:
 
 # The one Spark notice silenced on the client (the engine and in-process Spark silence WindowExec's): a window
 # without a partition. The lake's only such windows rank one row per customer for the RFM quintiles
-# (logic/segments.py; 20,000 customers in the sample data, three numbers each); test_logic keeps that list.
+# (logic/ml/segments.py; 20,000 customers in the sample data, three numbers each); test_logic keeps that list.
 warnings.filterwarnings("ignore", message="WARN WindowExpression: No Partition Defined for Window operation",
                         category=UserWarning)
 

@@ -40,8 +40,25 @@ def column(
                      metadata=metadata or None)
 
 
-def table(name: str, description: str, columns: dict[str, pa.Column], key: Sequence[str] = ()) -> pa.DataFrameSchema:
-    return pa.DataFrameSchema(columns, name=name, description=description, unique=list(key) or None)
+def table(name: str, description: str, columns: dict[str, pa.Column], key: Sequence[str] = (), *,
+          day_column: str | None = None, replace_key: str | None = None,
+          zorder_by: Sequence[str] = ()) -> pa.DataFrameSchema:
+    """A table: ``<layer>.<table>`` (the asset key, the path ``<lake_root>/<layer>/<table>`` and the catalog name
+    all follow from it), its columns, its unique ``key``, and how it is laid out:
+
+    * ``day_column``: the table is partitioned by day (Africa/Nairobi) on this date column: its asset gets the
+      daily partitions, and a run rewrites only its days (Delta ``replaceWhere``);
+    * ``replace_key``: the table is appended by this column's values (raw tables, by batch): a write replaces
+      only the rows with the values it holds, so re-ingesting a batch changes nothing;
+    * ``zorder_by``: columns the daily Delta maintenance Z-orders the table by.
+    """
+    for column_name in (day_column, replace_key, *zorder_by):
+        if column_name is not None and column_name not in columns:
+            raise ValueError(f"{name}: layout column {column_name!r} is not one of its columns")
+    layout = {k: v for k, v in (("day_column", day_column), ("replace_key", replace_key),
+                                 ("zorder_by", list(zorder_by) or None)) if v}
+    return pa.DataFrameSchema(columns, name=name, description=description, unique=list(key) or None,
+                              metadata=layout or None)
 
 
 def lineage_columns(source: str) -> dict[str, pa.Column]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.contract import CHANNELS, ORDER_STATUSES, PAYMENT_METHODS, UNKNOWN
+from ecommerce_lake.core.contract import CHANNELS, ORDER_STATUSES, PAYMENT_METHODS, UNKNOWN
 from ecommerce_lake.schemas._base import (
     DATE,
     DOUBLE,
@@ -63,6 +63,7 @@ fact_sales = table(
                                checks=[pa.Check.isin(list(ORDER_STATUSES))], lineage=["refined.orders.status"]),
     },
     key=["order_id", "line_number"],
+    day_column="order_date",
 )
 
 daily_sales = table(
@@ -86,6 +87,7 @@ daily_sales = table(
                                      lineage=["curated.fact_sales.cost_kes"]),
     },
     key=["order_date", "county_code", "product_id"],
+    day_column="order_date",
 )
 
 county_monthly_kpis = table(
@@ -151,6 +153,7 @@ top_products_by_county = table(
         "units": column(LONG, "Units.", checks=[pa.Check.ge(1)], lineage=["curated.daily_sales.units"]),
     },
     key=["county_code", "rank"],
+    zorder_by=["county_code"],
 )
 
 product_performance = table(
@@ -197,7 +200,32 @@ customer_orders = table(
                         lineage=["curated.fact_sales.line_number"]),
     },
     key=["customer_pseudonym", "order_id"],
+    day_column="order_date",
+)
+
+payment_method_mix = table(
+    "curated.payment_method_mix",
+    "How each known county paid, month by month: sold orders and net revenue per payment method, with each "
+    "method's share of the county's orders and revenue that month (M-Pesa, Airtel Money, card, cash on delivery; "
+    "unknown when the order's payment method was not recognised). The shares of a county and month sum to 1.",
+    {
+        "county_code": column(INT, "County.", checks=[KNOWN_COUNTY], lineage=["curated.customer_orders.county_code"]),
+        "county_name": column(STRING, "County name.", lineage=["refined.counties.county_name"]),
+        "month": column(DATE, "First day of the month.", lineage=["curated.customer_orders.order_date"]),
+        "payment_method": column(STRING, "Payment method of the orders.",
+                                 checks=[pa.Check.isin([*PAYMENT_METHODS, UNKNOWN])],
+                                 lineage=["curated.customer_orders.payment_method"]),
+        "orders": column(LONG, "Sold orders paid this way.", checks=[pa.Check.ge(1)],
+                         lineage=["curated.customer_orders.order_id"]),
+        "net_revenue_kes": column(MONEY_TOTAL, "Their net revenue.", checks=[pa.Check.ge(0)],
+                                  lineage=["curated.customer_orders.net_revenue_kes"]),
+        "order_share": column(DOUBLE, "orders / the county's sold orders that month.", checks=[SHARE],
+                              lineage=["curated.customer_orders.order_id"]),
+        "revenue_share": column(DOUBLE, "net_revenue_kes / the county's net revenue that month (0 when it is 0).",
+                                checks=[SHARE], lineage=["curated.customer_orders.net_revenue_kes"]),
+    },
+    key=["county_code", "month", "payment_method"],
 )
 
 ALL = (fact_sales, daily_sales, county_monthly_kpis, category_share_by_county, top_products_by_county,
-       product_performance, customer_orders)
+       product_performance, customer_orders, payment_method_mix)

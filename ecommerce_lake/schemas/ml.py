@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.logic.segment_rules import SEGMENTS
+from ecommerce_lake.core.segment_rules import SEGMENTS
 from ecommerce_lake.schemas._base import BOOL, DATE, DOUBLE, HEX64, INT, LONG, MONEY_TOTAL, STRING, column, table
 
 SCORE = pa.Check.in_range(1, 5)

@@ -1,13 +1,13 @@
 """Raw tables: landing rows exactly as they arrived (strings), plus where and when they came from.
 
-Generated from the landing contract (``ecommerce_lake.contract``), so the two cannot drift.
+Generated from the landing contract (``ecommerce_lake.core.contract``), so the two cannot drift.
 """
 
 from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.contract import CORRUPT_COLUMN, EXTRA_COLUMN, LANDING_FILES, LandingFile
+from ecommerce_lake.core.contract import CORRUPT_COLUMN, EXTRA_COLUMN, LANDING_FILES, LandingFile
 from ecommerce_lake.schemas._base import (
     DATE,
     INT,
@@ -22,7 +22,7 @@ from ecommerce_lake.schemas._base import (
 )
 
 PII_COLUMNS = {"customers": ("full_name", "email", "phone")}
-# Sales-bearing raw tables are partitioned by day (see ecommerce_lake.logic.plan for how a row's day is found).
+# Sales-bearing raw tables are partitioned by day (see ecommerce_lake.logic.raw.plan for how a row's day is found).
 DAY_COLUMNS = {"orders": "_order_date", "order_items": "_order_date", "payments": "_paid_date"}
 DAY_DESCRIPTIONS = {
     "orders": "Partition day: the Nairobi date of order_ts (the batch's arrival day if unreadable).",
@@ -56,6 +56,8 @@ def _raw_table(spec: LandingFile) -> pa.DataFrameSchema:
         + ", ".join(spec.key) + ".",
         columns,
         key=["_source_file", "_row_number"],
+        day_column=DAY_COLUMNS.get(spec.name),
+        replace_key="_batch_id",
     )
 
 
@@ -85,6 +87,7 @@ batch_log = table(
                               "files and for rows written before fingerprints existed.", nullable=True),
     },
     key=["batch_id"],
+    replace_key="batch_id",
 )
 
 ALL = (*TABLES.values(), batch_log)

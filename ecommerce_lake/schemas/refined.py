@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.contract import CHANNELS, ORDER_STATUSES, PAYMENT_METHODS, REJECT_RULES, UNKNOWN
+from ecommerce_lake.core.contract import CHANNELS, ORDER_STATUSES, PAYMENT_METHODS, REJECT_RULES, UNKNOWN
 from ecommerce_lake.schemas._base import (
     DATE,
     HEX64,
@@ -131,6 +131,7 @@ orders = table(
         **lineage_columns("raw.orders"),
     },
     key=["order_id"],
+    day_column="order_date",
 )
 
 order_items = table(
@@ -153,6 +154,7 @@ order_items = table(
         **lineage_columns("raw.order_items"),
     },
     key=["order_id", "line_number"],
+    day_column="order_date",
 )
 
 payments = table(
@@ -172,6 +174,7 @@ payments = table(
         **lineage_columns("raw.payments"),
     },
     key=["payment_id"],
+    day_column="paid_date",
 )
 
 def _rejects(name: str, tables: list[str], description: str, partitioned: bool) -> pa.DataFrameSchema:
@@ -191,7 +194,8 @@ def _rejects(name: str, tables: list[str], description: str, partitioned: bool) 
     }
     if partitioned:
         columns["partition_date"] = column(DATE, "Partition: the raw row's day.")
-    return table(name, description, columns, key=["source_file", "row_number"])
+    return table(name, description, columns, key=["source_file", "row_number"],
+                 day_column="partition_date" if partitioned else None)
 
 
 rejects = _rejects(

@@ -1,0 +1,1 @@
+"""Refined -> curated: the analysts' tables."""

@@ -1,0 +1,1 @@
+"""Forecasts, inventory policy and customer segments."""

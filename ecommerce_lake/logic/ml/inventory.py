@@ -1,0 +1,164 @@
+"""Inventory policy per product x county from the demand forecast: a continuous-review (s, Q) policy with
+safety stock from the backtest forecast errors, and a day-by-day simulation of that policy on the held-out
+actual demand of the backtest windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ecommerce_lake.logic.ml.inventory_params import PolicyParams
+from ecommerce_lake.schemas.spark import conform
+from ecommerce_lake.schemas import ml as schemas
+
+
+def lead_time_column(params: PolicyParams) -> F.Column:
+    col = F.lit(params.lead_time_days)
+    # least specific first, so that the most specific override is applied last
+    items = sorted(params.lead_time_overrides.items(), key=lambda kv: ("@" in kv[0]) * 2 + kv[0].startswith("county:"))
+    for key, days in items:
+        if "@" in key:
+            cat, code = key.rsplit("@", 1)
+            cond = (F.col("category") == cat) & (F.col("county_code") == int(code))
+        elif key.startswith("county:"):
+            cond = F.col("county_code") == int(key.split(":", 1)[1])
+        else:
+            cond = F.col("category") == key
+        col = F.when(cond, F.lit(days)).otherwise(col)
+    return col
+
+
+def recommendations(forecast: DataFrame, errors: DataFrame, products: DataFrame, inventory: DataFrame | None,
+                    params: PolicyParams) -> DataFrame:
+    """One row per forecast series: demand, safety stock, reorder point, EOQ and, with a stock snapshot,
+    whether to order now and how much.
+
+    ``errors``: per series ``sigma_error`` (standard deviation of daily backtest errors)."""
+    per = forecast.groupBy("product_id", "county_code", "county_name", "category").agg(
+        F.avg("forecast_units").alias("avg_daily_demand"), F.min("origin_date").alias("origin_date"))
+    cost = products.select("product_id", F.coalesce("unit_cost_kes", "list_price_kes").cast("double").alias("unit_cost_kes"))
+    df = (per.join(errors.select("product_id", "county_code", "sigma_error"), ["product_id", "county_code"], "left")
+          .join(cost, "product_id", "left")
+          .withColumn("sigma_daily_error", F.coalesce("sigma_error", F.lit(0.0)))
+          .withColumn("lead_time_days", lead_time_column(params))
+          .withColumn("service_level", F.lit(params.service_level))
+          .withColumn("safety_stock", F.lit(params.z) * F.col("sigma_daily_error") * F.sqrt("lead_time_days"))
+          .withColumn("reorder_point", F.col("avg_daily_demand") * F.col("lead_time_days") + F.col("safety_stock"))
+          .withColumn("annual_demand", F.col("avg_daily_demand") * 365)
+          .withColumn("eoq", F.when(
+              (F.col("unit_cost_kes") > 0) & (F.col("annual_demand") > 0),
+              F.sqrt(2 * F.col("annual_demand") * F.lit(params.ordering_cost_kes)
+                     / (F.lit(params.holding_cost_rate) * F.col("unit_cost_kes")))).otherwise(F.lit(0.0))))
+    if inventory is not None:
+        latest = (inventory.where(F.col("county_code") != 0)
+                  .withColumn("__r", F.row_number().over(Window.partitionBy("product_id", "county_code").orderBy(
+                      F.col("as_of").desc(), F.col("_batch_id").desc(), F.col("_row_number").desc())))
+                  .where("__r = 1").select("product_id", "county_code", "on_hand",
+                                           F.col("as_of").alias("inventory_as_of")))
+        df = df.join(latest, ["product_id", "county_code"], "left")
+    else:
+        df = df.withColumn("on_hand", F.lit(None).cast("int")).withColumn("inventory_as_of", F.lit(None).cast("date"))
+    q = F.greatest(F.ceil("eoq"), F.lit(1))
+    s = F.ceil(F.col("reorder_point"))
+    below = F.col("on_hand") <= s
+    orders = F.floor((s - F.col("on_hand")) / q) + 1  # enough Q-sized orders to lift the position above s
+    out = (df.withColumn("order_now", F.when(F.col("on_hand").isNotNull(), below & (F.col("annual_demand") > 0)))
+           .withColumn("order_quantity", F.when(F.col("on_hand").isNull(), F.lit(None).cast("long"))
+                       .when(F.col("order_now"), (orders * q).cast("long")).otherwise(F.lit(0).cast("long"))))
+    return conform(out, schemas.inventory_recommendations)
+
+
+# ---- simulation ---------------------------------------------------------------------------------------------
+@dataclass
+class SimulationResult:
+    target_cycle_service_level: float
+    achieved_cycle_service_level: float
+    fill_rate: float
+    cycles: int
+    stockout_cycles: int
+    series_windows: int
+    demand_units: float
+
+
+def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: PolicyParams) -> SimulationResult:
+    """Run the (s, Q) policy day by day on each backtest window's actual demand, per series.
+
+    For window ``w`` the policy uses what was known at its origin: the mean model forecast of the window as the
+    demand rate, and the standard deviation of the series' daily errors in the *other* windows (leave one
+    window out). Start: stock = s, so an order of Q is placed before day 1; orders arrive after the lead time.
+    A cycle is the lead time after an order; it is a stockout cycle when any demand in it goes unmet. Cycles
+    cut off by the end of a window are not counted. Fill rate = units sold / units demanded."""
+    z = params.z
+    bt = backtest.sort_values(["product_id", "county_code", "origin_date", "target_date"])
+    bt["err"] = bt["actual_units"] - bt["model_units"]
+    g = bt.groupby(["product_id", "county_code", "origin_date"], sort=True)
+    win = g.agg(rate=("model_units", "mean"), n=("err", "size"), s1=("err", "sum"),
+                s2=("err", lambda e: float((e * e).sum())), category=("category", "first")).reset_index()
+    tot = win.groupby(["product_id", "county_code"])[["n", "s1", "s2"]].transform("sum")
+    n_o, s1_o, s2_o = tot["n"] - win["n"], tot["s1"] - win["s1"], tot["s2"] - win["s2"]
+    var = np.where(n_o > 0, s2_o / np.maximum(n_o, 1) - (s1_o / np.maximum(n_o, 1)) ** 2, 0.0)
+    sigma = np.sqrt(np.maximum(var, 0.0))
+    lead = np.array([params.lead_time(c, int(k)) for c, k in zip(win["category"], win["county_code"], strict=True)])
+    cost = win["product_id"].map(unit_cost).astype(float).to_numpy()
+    rate = win["rate"].to_numpy()
+    s = np.ceil(rate * lead + z * sigma * np.sqrt(lead))
+    annual = rate * 365
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eoq = np.where((cost > 0) & (annual > 0),
+                       np.sqrt(2 * annual * params.ordering_cost_kes / (params.holding_cost_rate * cost)), 0.0)
+    q = np.maximum(np.ceil(np.nan_to_num(eoq)), 1.0)
+    horizon = int(win["n"].max())
+    demand = np.zeros((len(win), horizon))
+    # every window holds the same number of days (the horizon), in date order
+    demand[:, :] = bt["actual_units"].to_numpy(dtype=float).reshape(len(win), horizon)
+    n = len(win)
+    max_lead = int(lead.max())
+    arrivals = np.zeros((n, horizon + max_lead + 1))
+    on_hand = s.copy()
+    on_order = np.zeros(n)
+    unmet = np.zeros((n, horizon))
+    sold_total = 0.0
+    cycles_ok = cycles_bad = 0
+    events: list[tuple[np.ndarray, int]] = []
+    rows = np.arange(n)
+    for t in range(horizon):
+        on_hand += arrivals[:, t]
+        on_order -= arrivals[:, t]
+        position = on_hand + on_order
+        need = position <= s
+        if need.any():
+            k = np.floor((s[need] - position[need]) / q[need]) + 1
+            qty = k * q[need]
+            arrivals[rows[need], t + lead[need]] += qty
+            on_order[need] += qty
+            events.append((rows[need], t))
+        sold = np.minimum(on_hand, demand[:, t])
+        unmet[:, t] = demand[:, t] - sold
+        on_hand -= sold
+        sold_total += float(sold.sum())
+    for idx, t in events:
+        ends = t + lead[idx]
+        complete = ends <= horizon
+        for i, end in zip(idx[complete], ends[complete], strict=True):
+            if unmet[i, t:end].sum() > 0:
+                cycles_bad += 1
+            else:
+                cycles_ok += 1
+    cycles = cycles_ok + cycles_bad
+    total_demand = float(demand.sum())
+    return SimulationResult(
+        target_cycle_service_level=params.service_level,
+        achieved_cycle_service_level=cycles_ok / cycles if cycles else math.nan,
+        fill_rate=sold_total / total_demand if total_demand else math.nan,
+        cycles=cycles, stockout_cycles=cycles_bad, series_windows=n, demand_units=total_demand,
+    )
+
+
+def as_of_of(forecast: DataFrame) -> dt.date:
+    return forecast.agg(F.min("origin_date")).collect()[0][0]

@@ -1,0 +1,1 @@
+"""Landing -> raw: batch validation, ingestion and the day partitions a batch touches."""

@@ -1,0 +1,1 @@
+"""Raw -> refined: parsing, row rules, versions, pseudonyms."""
