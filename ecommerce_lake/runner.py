@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -141,11 +142,13 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     from ecommerce_lake.platform.dead_runs import process_tags, reap
 
     reap(instance, say=lambda message: print(message, flush=True))  # a killed run must not hold the pools forever
-    tags.update(process_tags())
+    run_id = str(uuid.uuid4())
+    tags.update(process_tags(run_id))
     started = time.monotonic()
     result = job.execute_in_process(
         instance=instance,
         raise_on_error=False,
+        run_id=run_id,
         tags=tags,
         run_config=run_config,
     )

@@ -288,38 +288,61 @@ def slow_ingest(spark: SparkResource):
     time.sleep(600)
 
 instance = dg.DagsterInstance.from_config(sys.argv[1])
-dg.materialize([slow_ingest], instance=instance,
+# started as a retry is: with its parent's tags, whose process (here: a pid that is gone) is not its own
+parent = {"ecommerce_lake/host": sys.argv[2], "ecommerce_lake/pid": sys.argv[3], "ecommerce_lake/pid_of_run": "parent"}
+dg.materialize([slow_ingest], instance=instance, tags=parent,
                resources={"spark": SparkResource(warehouse_dir=sys.argv[1] + "/wh", jars_dir=sys.argv[1] + "/jars")})
 '''
 
 
 def test_a_run_killed_hard_is_failed_and_its_pool_slot_freed_by_the_reaper(tmp_path):
-    """A run started the way the daemon starts one (its launcher sets no process tag) is tagged with its process
-    when its Spark resource is set up. Killed with SIGKILL while its step holds the ingest pool's only slot, it
-    stays STARTED and keeps the slot, so every later run of the pool, and the one-run-at-a-time queue, would wait
-    for it; the ``dead_run_reaper`` sensor's next tick fails it, saying why, and frees the slot."""
+    """A run started the way the daemon starts a retry (its launcher sets no process tag of its own; it carries its
+    parent's, whose process is gone) is tagged with its own process when its Spark resource is set up: until then
+    the reaper leaves it alone, whatever the copied tags say. Killed with SIGKILL while its step holds the ingest
+    pool's only slot, it stays STARTED and keeps the slot, so every later run of the pool, and the
+    one-run-at-a-time queue, would wait for it; the ``dead_run_reaper`` sensor's next tick fails it, saying why,
+    and frees the slot."""
     import signal
+    import socket
     import subprocess
     import sys
     import time
 
     from ecommerce_lake.defs.ops.sensors import dead_run_reaper
     from ecommerce_lake.platform.dagster_storage import instance_yaml
-    from ecommerce_lake.platform.dead_runs import PID_TAG
+    from ecommerce_lake.platform.dead_runs import HOST_TAG, PID_TAG, RUN_TAG
 
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(instance_yaml(home) + "concurrency:\n  pools:\n    default_limit: 1\n")
     (tmp_path / "run.py").write_text(REAPED_RUN)
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(home)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid that was a process and is gone
+    gone.wait()
     instance = dg.DagsterInstance.from_config(str(home))
+    # a run carrying tags copied from another run, with that run's gone pid: not this run's process, left alone
+    @dg.op
+    def noop():
+        pass
+
+    @dg.job
+    def retried():
+        noop()
+
+    copied = instance.create_run_for_job(retried, status=dg.DagsterRunStatus.STARTED, tags={
+        HOST_TAG: socket.gethostname(), PID_TAG: str(gone.pid), RUN_TAG: "its-parent"})
+    with dg.build_sensor_context(instance=instance) as context:
+        assert dead_run_reaper(context).skip_message == "no dead run"
+    assert instance.get_run_by_id(copied.run_id).status == dg.DagsterRunStatus.STARTED
+    instance.report_run_canceled(copied)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(home), socket.gethostname(),
+                             str(gone.pid)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run = None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-            if runs and runs[0].tags.get(PID_TAG) == str(proc.pid) and \
+            if runs and runs[0].tags.get(PID_TAG) == str(proc.pid) and runs[0].tags.get(RUN_TAG) == runs[0].run_id \
+                    and \
                     runs[0].run_id in instance.event_log_storage.get_concurrency_run_ids():
                 run = runs[0]
                 break

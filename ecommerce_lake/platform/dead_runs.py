@@ -5,9 +5,10 @@ it STARTED, and the pool slots its steps claimed (the ingest pool, ``default_lim
 later run of that pool waits for a slot forever, saying nothing. With one run at a time (``max_concurrent_runs: 1``) the
 queue stalls behind it too. Dagster's run monitoring cannot see a dead run worker of the default run launcher (it
 only fails the run after ``max_runtime_seconds``, hours later), and nothing at all watches a run of
-``ecommerce-lake run``, which is its own process. So every run is tagged with its host and process id
-(``ecommerce-lake run`` before it starts; a run the daemon or the UI launched when its Spark resource is set up,
-:func:`claim`), and :func:`reap` marks the runs of this host whose process is gone as failed and frees the slots
+``ecommerce-lake run``, which is its own process. So every run is tagged with its host and process id, and
+with its own run id (``ecommerce-lake run`` before it starts; a run the daemon or the UI launched when its Spark
+resource is set up, :func:`claim`; a retry or re-execution carries its parent's tags until then, which the run id
+tells apart), and :func:`reap` marks the runs of this host whose own process is gone as failed and frees the slots
 of every run that has ended (or is gone) but still holds one. It runs before each ``ecommerce-lake run`` and every
 minute in the daemon (the ``dead_run_reaper`` sensor). Runs on other hosts are left to their own host and to
 run monitoring (production).
@@ -27,22 +28,26 @@ import dagster as dg
 
 HOST_TAG = "ecommerce_lake/host"
 PID_TAG = "ecommerce_lake/pid"
+# The run the host and pid tags were written for. A retry or a re-execution copies its parent's tags, whose
+# process is not its own (and is gone): only tags written for the run itself say which process executes it.
+RUN_TAG = "ecommerce_lake/pid_of_run"
 _UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 log = logging.getLogger(__name__)
 
 
-def process_tags() -> dict[str, str]:
-    """Tags that say which process executes a run (``ecommerce-lake run`` executes it in its own process)."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+def process_tags(run_id: str) -> dict[str, str]:
+    """Tags that say that this process executes run ``run_id`` (``ecommerce-lake run`` executes it in its own
+    process)."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), RUN_TAG: run_id}
 
 
 def claim(instance: dg.DagsterInstance, run_id: str) -> None:
     """Tag the run with this process, unless it is tagged already (``ecommerce-lake run`` tags its runs itself).
     Called in the run's own process: the code location's runs execute their steps in it (in-process executor)."""
     run = instance.get_run_by_id(run_id)
-    if run is not None and PID_TAG not in run.tags:
-        instance.add_run_tags(run_id, process_tags())
+    if run is not None and run.tags.get(RUN_TAG) != run_id:  # untagged, or tags copied from the run it retries
+        instance.add_run_tags(run_id, process_tags(run_id))
 
 
 def _alive(pid: int) -> bool:
@@ -67,11 +72,18 @@ def reap(instance: dg.DagsterInstance, say: Callable[[str], None] = log.warning)
     failed: list[str] = []
     host = socket.gethostname()
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=_UNFINISHED, tags={HOST_TAG: host})):
+        if run.tags.get(RUN_TAG) != run.run_id:  # not (yet) tagged by its own process: nothing says which it is
+            continue
         try:
             pid = int(run.tags.get(PID_TAG, "0"))
         except ValueError:
             continue
         if pid <= 0 or pid == os.getpid() or _alive(pid):
+            continue
+        # read again now that the process is known to be gone: a run that ended normally wrote its end before its
+        # process exited, perhaps after the list above was read
+        run = instance.get_run_by_id(run.run_id)
+        if run is None or run.is_finished:
             continue
         instance.report_run_failed(
             run, message=f"the process of this run (pid {pid} on {host}) ended without finishing it (killed?); "
