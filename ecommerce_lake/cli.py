@@ -56,7 +56,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from ecommerce_lake.platform.jars import resolve_jars
 
     settings = _settings()
-    groups = ["delta", "s3", "postgres"] if args.all else (["delta", "s3"] if settings.needs_s3 else ["delta"])
+    groups = (["delta", "kafka", "s3", "postgres", "kafka-broker"] if args.all
+              else (["delta", "kafka", "s3"] if settings.needs_s3 else ["delta", "kafka"]))
     started = time.monotonic()
     paths = resolve_jars(groups, settings.jars_dir, settings.maven_repo, verify=args.verify)
     print(f"JVM jars ({', '.join(groups)}) in {settings.jars_dir}: {len(paths)} files, "
@@ -168,6 +169,93 @@ def cmd_engine(args: argparse.Namespace) -> int:
     except EngineError as exc:
         print(f"engine: {exc}", file=sys.stderr)
         return 1
+
+
+def _broker(settings: Settings):
+    from ecommerce_lake.defs.resources import KafkaResource
+    from ecommerce_lake.platform.kafka import Broker
+
+    kafka = KafkaResource.from_env()
+    return kafka, Broker(kafka.bootstrap, settings.kafka_dir, settings.jars_dir, settings.maven_repo, kafka.partitions)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    import json
+
+    from ecommerce_lake.platform.kafka import KafkaError, ensure_topic
+
+    settings = _settings()
+    kafka, broker = _broker(settings)
+    try:
+        if args.action == "start":
+            st = broker.start(wait=args.wait, listen=args.host, foreground=args.foreground)
+            if ensure_topic(kafka.bootstrap, kafka.topic, kafka.partitions):
+                print(f"kafka: created topic {kafka.topic} ({kafka.partitions} partitions)")
+            print(f"kafka: {st.detail} at {st.bootstrap} (pid {st.pid}); `ecommerce-lake kafka stop` stops it")
+            return 0
+        if args.action == "stop":
+            broker.stop()
+            return 0
+        st = broker.status()
+        if args.json:
+            print(json.dumps(st.as_dict(), indent=2))
+        else:
+            print(f"kafka at {st.bootstrap}: {st.detail}")
+            for label, value in (("pid", st.pid), ("started", st.started_at), ("log", st.log)):
+                if value:
+                    print(f"  {label:10} {value}")
+        return 0 if st.up else 3
+    except KafkaError as exc:
+        print(f"kafka: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from ecommerce_lake.platform.kafka import KafkaError, ensure_topic, produce
+
+    settings = _settings()
+    kafka, _ = _broker(settings)
+    try:
+        if args.action == "produce":
+            from ecommerce_lake.logic.realtime.replay import order_events
+
+            source = args.from_landing or settings.landing_root
+            if "://" in source:
+                print(f"stream produce: the landing zone {source} is not a local directory; give --from-landing DIR",
+                      file=sys.stderr)
+                return 2
+            replay = order_events(source)
+            ensure_topic(kafka.bootstrap, kafka.topic, kafka.partitions)
+            print(f"replaying {len(replay.events)} events of {replay.orders} orders from {replay.batches} batches "
+                  f"in {source} to {kafka.topic} at {kafka.bootstrap}"
+                  + (f" ({replay.skipped_rows} rows skipped: the landing contract rejects them)"
+                     if replay.skipped_rows else ""))
+            report = produce(kafka.bootstrap, kafka.topic, replay.events, rate=args.rate, duplicates=args.duplicates,
+                             progress=print)
+            print(f"produced {report.sent} messages ({report.duplicates} re-sent on purpose) in {report.seconds:.1f} s")
+            return 0
+        if not args.continuous:  # one materialization of the asset, recorded by Dagster with its checks
+            from ecommerce_lake.runner import run_lake
+
+            ensure_dagster_home(settings)
+            return run_lake(settings, selection="group:realtime", mode="full")
+        from ecommerce_lake.deployment import spark_resource
+        from ecommerce_lake.platform import stream
+
+        ensure_topic(kafka.bootstrap, kafka.topic, kafka.partitions)
+        spark = spark_resource(settings).get_session()
+        report = stream.run(spark, stream.StreamTables(settings.lake_root), bootstrap=kafka.bootstrap,
+                            topic=kafka.topic, lateness_minutes=kafka.watermark_minutes,
+                            max_offsets_per_trigger=kafka.max_offsets_per_trigger, continuous=True,
+                            interval=f"{args.interval} seconds", timeout=args.seconds, progress=print)
+        print(f"stream: {report.input_rows} messages in {report.batches} micro-batches, {report.seconds} s")
+        return 0
+    except KafkaError as exc:
+        print(f"stream: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stream: stopped", file=sys.stderr)
+        return 0
 
 
 def cmd_plain_build(args: argparse.Namespace) -> int:
@@ -282,6 +370,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"{'new_batch_to_curated_s':26} {'':>8} {nb['seconds']:>8.1f} {r['targets']['new_batch_to_curated_s']:>8}"
               f"   ({nb['materialized_after_s']})")
         print("targets met: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["met"].items()))
+    elif args.suite == "stream":
+        from ecommerce_lake.bench.stream import bench_stream, main_lines
+
+        results["stream"] = r = bench_stream(events=args.events, engine_url=args.engine, keep=args.keep)
+        print("\n".join(main_lines(r)))
     elif args.suite == "lake":
         from ecommerce_lake.bench.suites import bench_lake
 
@@ -399,6 +492,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="status: as JSON")
     p.set_defaults(func=cmd_engine)
 
+    p = sub.add_parser("kafka", help="the local Kafka broker of the real-time feed (KRaft, one node on 127.0.0.1): "
+                       "start, stop, status")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--wait", type=float, default=120.0, help="start: seconds to wait for the broker to listen")
+    p.add_argument("--host", help="start: interface to bind (default: the host of ECOMMERCE_LAKE_KAFKA_BOOTSTRAP, "
+                   "which is also what the broker advertises; 0.0.0.0 in a container)")
+    p.add_argument("--foreground", action="store_true", help="start: run the broker in this process (containers)")
+    p.add_argument("--json", action="store_true", help="status: as JSON")
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("stream", help="the real-time feed: produce order events from landing batches, or run the "
+                       "stream (once over what the topic holds, or continuously)")
+    p.add_argument("action", choices=["produce", "run"])
+    p.add_argument("--from-landing", metavar="DIR", help="produce: the landing zone to replay as events (default: "
+                   "ECOMMERCE_LAKE_LANDING)")
+    p.add_argument("--rate", type=float, default=0.0, help="produce: events per second at most (0: no limit)")
+    p.add_argument("--duplicates", type=float, default=0.0, help="produce: share of events sent twice (0-1)")
+    p.add_argument("--continuous", action="store_true", help="run: keep running, a micro-batch every --interval")
+    p.add_argument("--interval", type=float, default=5.0, help="run --continuous: seconds between micro-batches")
+    p.add_argument("--seconds", type=float, default=None, help="run --continuous: stop after this many seconds")
+    p.set_defaults(func=cmd_stream)
+
     p = sub.add_parser("plain-build", help="build raw, refined and curated in one plain PySpark program without "
                        "Dagster (the benchmark's baseline; writes the configured lake)")
     p.add_argument("--report", help="write the seconds per table as JSON")
@@ -418,14 +533,16 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("bench", help="benchmarks that print figures (see docs/performance.md)")
-    p.add_argument("--suite", choices=["session", "lake", "interactive"], default="session",
+    p.add_argument("--suite", choices=["session", "lake", "interactive", "stream"], default="session",
                    help="session: shared SparkSession vs a JVM per step; lake: full rebuild vs one new day; "
-                   "interactive: single asset, tiny lake, full lake and a new batch, cold and warm")
+                   "interactive: single asset, tiny lake, full lake and a new batch, cold and warm; stream: the real-time "
+                   "feed's events/s, latency and one materialization of 1,000 events")
     p.add_argument("--scales", nargs="?", const="100000,1000000,5000000",
                    help="order-line scales, e.g. 100000,1000000,5000000 (the default when given without a value): "
                    "per-asset and total times, rows/s, peak memory and the ratios orchestration_overhead, "
                    "incremental_vs_full and scaling")
     p.add_argument("--no-ml", action="store_true", help="scales: build the lake only (not the ml group)")
+    p.add_argument("--events", type=int, default=200_000, help="stream suite: events of the backlog drained")
     p.add_argument("--steps", type=int, default=6, help="session suite: length of the Spark asset chain")
     p.add_argument("--days", type=int, default=730, help="lake suite: days of history")
     p.add_argument("--lines", type=int, default=1_000_000, help="lake suite: order lines of history")
@@ -446,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
-    if args.command in ("run", "sql", "ui", "bench", "plain-build"):
+    if args.command in ("run", "sql", "ui", "bench", "plain-build", "stream"):
         import signal
 
         def stop(_signum, _frame):  # SIGTERM as Ctrl-C: finally blocks and atexit run (the engine session closes)

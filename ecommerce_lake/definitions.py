@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecommerce_lake.defs import automation, curated, ml, raw, refined
+from ecommerce_lake.defs import automation, curated, ml, raw, realtime, refined
 from ecommerce_lake.defs.ops import ops_defs
 from ecommerce_lake.deployment import build_resources
 from ecommerce_lake.settings import Settings
 
-LAKE_DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs)
+LAKE_DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, realtime.defs)
 
 lake_job = dg.define_asset_job(
     "lake_job",

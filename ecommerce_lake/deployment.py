@@ -23,7 +23,7 @@ from ecommerce_lake.settings import Settings
 
 
 def spark_resource(settings: Settings) -> SparkResource:
-    groups = ["delta", "s3"] if settings.needs_s3 else ["delta"]
+    groups = ["delta", "kafka", "s3"] if settings.needs_s3 else ["delta", "kafka"]
     if settings.lake_is_local:
         metastore_dir = str(Path(settings.lake_root) / "_metastore")
     else:

@@ -193,6 +193,11 @@ class Settings:
         return str(Path(self.home) / "engine")
 
     @property
+    def kafka_dir(self) -> str:
+        """Where ``ecommerce-lake kafka`` keeps the local broker's configuration, data and log."""
+        return str(Path(self.home) / "kafka")
+
+    @property
     def needs_s3(self) -> bool:
         return self.lake_root.startswith("s3a://") or self.landing_root.startswith(("s3://", "s3a://"))
 

@@ -517,3 +517,14 @@ def test_batch_fingerprint_follows_content_and_redelivery_is_checked_only_when_a
     assert (changed.batch_id, changed.ingested_fingerprint, changed.fingerprint) == ("2025-11-30", first, oracle())
     quiet = plan_ingest(landing, {"2025-11-30": first}, check_redelivery=False)
     assert quiet.redelivered == [] and quiet.already_ingested == 1 and quiet.accepted == []
+
+
+def test_event_contract_doc_matches_the_contract():
+    from ecommerce_lake.core.events import EVENT_TYPES, FIELDS, REJECT_RULES, SCHEMA_VERSION
+
+    text = (REPO / "docs" / "event-contract.md").read_text()
+    rows = {m[0]: m[1:] for m in re.findall(r"^\| `([a-z_]+)` \| (\w+) \| (yes|no) \|", text, flags=re.M)}
+    assert rows == {name: (kind, "yes" if required else "no") for name, (kind, required, _) in FIELDS.items()}
+    rules = set(re.findall(r"^\| `([a-z_]+)` \| (?!string|number|integer)", text, flags=re.M)) - set(FIELDS)
+    assert rules == set(REJECT_RULES)
+    assert all(f"`{t}`" in text for t in EVENT_TYPES) and f"Schema version {SCHEMA_VERSION}" in text

@@ -50,7 +50,7 @@ def _sh(command: str, env: dict, timeout: int = 900) -> subprocess.CompletedProc
 def test_the_readme_names_the_commands_this_test_runs():
     commands = readme_commands()
     for expected in ("ecommerce-lake sql", "ecommerce-lake ui", "ecommerce-lake generate --next",
-                     "ecommerce-lake engine start"):
+                     "ecommerce-lake engine start", "ecommerce-lake kafka start", "ecommerce-lake stream run"):
         assert any(c.startswith(f".venv/bin/{expected}") for c in commands), (expected, commands)
     assert 'ECOMMERCE_LAKE_DEMO_GENERATE_ARGS="--days 90 --lines 50000" bash scripts/demo' in README
 
@@ -61,17 +61,26 @@ def test_the_demo_then_every_readme_command_as_written(newcomer):
     demo = _sh("bash scripts/demo", env, timeout=1800)
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert "SUCCESS" in demo.stdout and "(Spark: engine sc://" in demo.stdout, demo.stdout[-3000:]
-    for command in readme_commands():
-        if " ui" in command or "generate --next" in command:
-            continue  # below: the UI walk-through
-        result = _sh(command, env)
-        assert result.returncode == 0, (command, result.stdout[-3000:], result.stderr[-3000:])
-        if " sql " in command:
-            assert "county_code" in result.stdout and "on engine sc://" in result.stderr, result.stderr
-        if "engine start" in command:  # the test session's engine serves this lake's configuration
-            assert "already running" in result.stdout, result.stdout
+    try:
+        for command in readme_commands():
+            if " ui" in command or "generate --next" in command:
+                continue  # below: the UI walk-through
+            result = _sh(command, env)
+            assert result.returncode == 0, (command, result.stdout[-3000:], result.stderr[-3000:])
+            _assert_output(command, result)
+    finally:
+        _sh(".venv/bin/ecommerce-lake kafka stop", env)  # the README's broker, if a command above failed
     status = _sh(".venv/bin/ecommerce-lake engine status", env)
     assert status.returncode == 0 and "running" in status.stdout, status.stdout + status.stderr
+
+
+def _assert_output(command: str, result: subprocess.CompletedProcess) -> None:
+    if " sql " in command:
+        assert "county_code" in result.stdout and "on engine sc://" in result.stderr, result.stderr
+    if "engine start" in command:  # the test session's engine serves this lake's configuration
+        assert "already running" in result.stdout, result.stdout
+    if "stream run" in command:  # the replayed landing zone reconciles with curated.daily_sales (blocking)
+        assert "SUCCESS" in result.stdout and "realtime/county_sales_5min" in result.stdout, result.stdout
 
 
 def test_the_ui_walk_through_a_new_export_reaches_curated(newcomer):

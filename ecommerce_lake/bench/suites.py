@@ -27,6 +27,13 @@ from ecommerce_lake.generator.generate import GeneratorConfig, generate
 from ecommerce_lake.platform.dagster_storage import instance_yaml
 
 
+def _machine() -> dict:
+    import platform as _platform
+
+    return {"cpus": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": _platform.python_version(), "system": _platform.platform()}
+
+
 def _env(home: Path, remote: str = "off") -> dict:
     """The environment of a measured command: its own ECOMMERCE_LAKE_HOME and DAGSTER_HOME, and the engine it
     uses (``remote``), or in-process Spark (``off``): never whatever engine happens to run on this machine."""
@@ -237,13 +244,10 @@ def bench_scales(scales: list[int], days: int = 730, seed: int = 42, ml: bool = 
     command is a client of that (running, warm) engine instead: the figures of the code paths, not the cold costs.
     """
     import contextlib
-    import platform as _platform
 
     scales = sorted(scales)
     reference = min(scales, key=lambda s: abs(s - 1_000_000))
-    out: dict = {"machine": {"cpus": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") *
-                                                                          os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                             "python": _platform.python_version(), "system": _platform.platform()},
+    out: dict = {"machine": _machine(),
                  "days": days, "scales": {}, "ratios": {}}
     for lines in scales:
         if keep:
@@ -412,13 +416,10 @@ def bench_interactive(lines: int = 1_000_000, days: int = 730, seed: int = 42, k
       (the Dagster daemon) refresh its day up to curated.daily_sales.
     """
     import datetime as _dt
-    import platform as _platform
 
     base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="ecommerce_lake_bench_interactive_"))
     base.mkdir(parents=True, exist_ok=True)
-    out: dict = {"machine": {"cpus": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") *
-                                                                          os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                             "python": _platform.python_version(), "system": _platform.platform()},
+    out: dict = {"machine": _machine(),
                  "lines": lines, "days": days, "targets": INTERACTIVE_TARGETS}
     end = end_date or ((_dt.datetime.now(_dt.UTC) + _dt.timedelta(hours=3)).date() - _dt.timedelta(days=1))
     try:

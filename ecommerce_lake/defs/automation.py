@@ -1,6 +1,7 @@
 """How the lake refreshes itself, in one place: the automation condition of every asset, applied to the whole
 code location at the root (``definitions.py``), and the sensor that evaluates them.
 
+* realtime: no condition; the Kafka sensor requests the stream when the topic holds unprocessed events;
 * raw: no condition; the landing sensor requests one run per batch (``defs/raw/sensors.py``), carrying it from raw
   to the day-partitioned curated tables;
 * a day partition of a refined or curated table refreshes when one of its upstream partitions was updated – any
@@ -56,7 +57,7 @@ CONDITIONS: dict[dg.AssetKey, dg.AutomationCondition] = {
     **{ML_KEYS[t]: WEEKLY_TRAINING for t in ("sales_forecast", "forecast_backtest")},
     OPS_KEYS["delta_maintenance"]: DAILY_MAINTENANCE,
 }
-NO_CONDITION_GROUPS = ("raw",)  # the landing sensor's
+NO_CONDITION_GROUPS = ("raw", "realtime")  # the landing sensor's; the Kafka sensor's
 
 
 def condition_of(spec: dg.AssetSpec, partitioned: bool) -> dg.AutomationCondition | None:

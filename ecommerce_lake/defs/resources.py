@@ -17,6 +17,7 @@ from typing import ClassVar
 import dagster as dg
 from pydantic import Field, field_validator
 
+from ecommerce_lake.core.events import TOPIC, WATERMARK_MINUTES
 from ecommerce_lake.logic.ml.forecast import ForecastParams
 from ecommerce_lake.logic.ml.inventory_params import PolicyParams, parse_overrides
 from ecommerce_lake.settings import FromEnvironment
@@ -110,6 +111,20 @@ class MaintenanceConfig(FromEnvironment, dg.ConfigurableResource):
 
 
 # Which resource key each knob resource has in every environment (deployment.py builds them from the environment)
+class KafkaResource(FromEnvironment, dg.ConfigurableResource):
+    """Where the real-time feed's order events are (the event contract: core/events.py) and how the stream treats
+    them."""
+
+    env_prefix: ClassVar[str] = "KAFKA_"
+    bootstrap: str = Field("127.0.0.1:9092", min_length=3, description="Kafka bootstrap servers (host:port, ...); "
+                           "locally the broker of `ecommerce-lake kafka start`.")
+    topic: str = Field(TOPIC, min_length=1, description="Topic of the order events.")
+    partitions: int = Field(3, ge=1, description="Partitions of the topic when the lake creates it.")
+    watermark_minutes: int = Field(WATERMARK_MINUTES, ge=0, description="Allowed lateness: an event older than the "
+                                   "latest event time seen minus this goes to realtime.late_events.")
+    max_offsets_per_trigger: int = Field(0, ge=0, description="Messages per micro-batch at most (0: no limit).")
+
+
 KNOBS: dict[str, type[FromEnvironment]] = {
     "quality": QualityResource,
     "sensor_settings": SensorSettingsResource,
@@ -117,6 +132,7 @@ KNOBS: dict[str, type[FromEnvironment]] = {
     "forecasting": ForecastConfig,
     "inventory_policy": InventoryPolicyConfig,
     "maintenance": MaintenanceConfig,
+    "kafka": KafkaResource,
 }
 
 

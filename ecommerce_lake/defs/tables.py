@@ -33,6 +33,7 @@ OWNERS = {
     "refined": ["team:data-platform"],
     "curated": ["team:analytics-engineering"],
     "ml": ["team:data-science"],
+    "realtime": ["team:data-platform"],
     "ops": ["team:data-platform"],
 }
 

@@ -32,8 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +41,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+from ecommerce_lake.platform.servers import LocalServer, free_port, listening, process_alive
+from ecommerce_lake.platform.servers import tail as _tail
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -87,12 +88,6 @@ def parse_remote(remote: str) -> tuple[str, int]:
         raise EngineError(f"ECOMMERCE_LAKE_SPARK_REMOTE={remote!r} is not a Spark Connect URL (sc://host:port), "
                           "or 'off' for in-process Spark only")
     return parsed.hostname, parsed.port or 15002
-
-
-def listening(host: str, port: int, timeout: float = 0.5) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        return s.connect_ex((host, port)) == 0
 
 
 def session_conf(conf: dict[str, str]) -> dict[str, str]:
@@ -241,37 +236,21 @@ class EngineStatus:
 
 
 def _free_port(host: str, preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind((host if host != "0.0.0.0" else "", port))
-                return s.getsockname()[1]
-            except OSError:
-                continue
-    raise EngineError(f"no free port on {host}")
+    try:
+        return free_port(host, preferred)
+    except OSError as exc:
+        raise EngineError(str(exc)) from None
 
 
-class Engine:
+class Engine(LocalServer):
     """The engine of one Spark configuration (a :class:`SparkResource`), its state kept in ``state_dir``."""
+
+    state_file, log_file = STATE_FILE, LOG_FILE
 
     def __init__(self, spark: SparkResource, state_dir: str | Path):
         self.spark = spark
         self.dir = Path(state_dir).expanduser()
         self.url = spark.remote if not is_disabled(spark.remote) else DEFAULT_REMOTE
-
-    @property
-    def state_path(self) -> Path:
-        return self.dir / STATE_FILE
-
-    @property
-    def log_path(self) -> Path:
-        return self.dir / LOG_FILE
-
-    def state(self) -> dict:
-        try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
 
     def command(self, bind: str, port: int, ui_port: int) -> list[str]:
         """``spark-submit`` of the Connect server with this configuration (the Delta jars, extension, catalog,
@@ -439,53 +418,9 @@ class Engine:
                                   "stop it where it was started")
             progress("engine: not running")
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.25)
-        if process_alive(pid):
-            self._kill(pid)
-        self._clear_state()
+        self._terminate(pid, timeout)
         progress(f"engine: stopped (pid {pid})")
         return True
-
-    def _kill(self, pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, 0)
-
-    def _write_state(self, state: dict) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.state_path)
-
-    def _clear_state(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
-
-
-def process_alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, exited, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _tail(path: Path, n: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
 
 
 # ---- the metrics of a client's own Spark jobs ------------------------------------------------------------

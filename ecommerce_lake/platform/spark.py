@@ -94,7 +94,7 @@ class SparkResource(dg.ConfigurableResource):
     metastore_uri: str = Field(default="", description="thrift://host:port of a Hive metastore; empty = embedded.")
     metastore_dir: str = Field(default="", description="Where the embedded (Derby) metastore keeps its files.")
     jars_dir: str
-    jar_groups: list[str] = Field(default_factory=lambda: ["delta"])
+    jar_groups: list[str] = Field(default_factory=lambda: ["delta", "kafka"])
     maven_repo: str = "https://repo1.maven.org/maven2"
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"

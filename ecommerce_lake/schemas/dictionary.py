@@ -24,7 +24,7 @@ def render_tables_md() -> str:
     parts = [HEADER]
     from ecommerce_lake import schemas
 
-    for layer in ("raw", "refined", "curated", "ml", "ops"):
+    for layer in schemas.LAYERS:
         parts.append(f"\n## {layer}\n")
         for schema in schemas.ALL:
             if schema.name.startswith(layer + "."):
