@@ -2,7 +2,9 @@
 
 Written by the ``realtime/county_sales_5min`` step's streaming query (``platform/stream.py``), not by the IO
 manager: a streaming micro-batch writes its tables itself, each write idempotent per micro-batch (Delta
-``txnAppId``/``txnVersion``), so a batch replayed after a crash changes nothing twice. The event contract is
+keyed anti-joins, windows recomputed from the ledger), so a micro-batch replayed after a crash changes nothing
+twice. The stream's step compacts them itself (they are not in the daily maintenance: it would contend with the
+stream's commits). The event contract is
 ``core/events.py`` (docs/event-contract.md).
 """
 
@@ -42,7 +44,6 @@ events = table(
     "computed from. Events later than the watermark are in realtime.late_events instead.",
     _event_columns(),
     key=["event_id"],
-    zorder_by=["event_time"],
 )
 
 late_events = table(
@@ -92,7 +93,6 @@ county_sales_5min = table(
         "updated_at": column(TIMESTAMP, "When the window was last recomputed (UTC)."),
     },
     key=["window_start", "county_code"],
-    zorder_by=["window_date"],
 )
 
 ALL = (county_sales_5min, events, late_events, event_rejects)

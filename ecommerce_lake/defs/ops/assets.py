@@ -65,7 +65,7 @@ def build_maintenance(assets: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
     tables: dict[dg.AssetKey, list[str]] = {}
     for asset in assets:
         for spec in asset.specs:
-            if spec.key.path[0] in ("raw", "refined", "curated", "ml", "realtime") and len(spec.key.path) == 2:
+            if spec.key.path[0] in ("raw", "refined", "curated", "ml") and len(spec.key.path) == 2:
                 tables[spec.key] = list((spec.metadata or {}).get("zorder_by") or [])
 
     @dg.multi_asset(**table_asset(CHECKS), deps=sorted(tables, key=lambda k: k.to_user_string()))
