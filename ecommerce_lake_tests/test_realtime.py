@@ -217,10 +217,11 @@ def test_bad_duplicated_unknown_and_late_events_each_get_their_fate(tmp_path_fac
 
 def _continuous(settings, broker, topic: str, log: Path) -> subprocess.Popen:
     """`ecommerce-lake stream run --continuous` in a process of its own, with in-process Spark (a client killed on
-    the engine would leave its query running there until the next start stops it: docs/realtime.md)."""
-    env = {**os.environ, "ECOMMERCE_LAKE_HOME": settings.home, "ECOMMERCE_LAKE_SPARK_REMOTE": "off",
-           "ECOMMERCE_LAKE_KAFKA_BOOTSTRAP": broker.bootstrap, "ECOMMERCE_LAKE_KAFKA_TOPIC": topic,
-           "ECOMMERCE_LAKE_KAFKA_MAX_OFFSETS_PER_TRIGGER": "150"}
+    the engine would leave its query running there until the next start stops it: docs/realtime.md), in Nairobi
+    time: the micro-batches run in this process, and what they compute must not depend on its time zone."""
+    env = {**os.environ, "TZ": "Africa/Nairobi", "ECOMMERCE_LAKE_HOME": settings.home,
+           "ECOMMERCE_LAKE_SPARK_REMOTE": "off", "ECOMMERCE_LAKE_KAFKA_BOOTSTRAP": broker.bootstrap,
+           "ECOMMERCE_LAKE_KAFKA_TOPIC": topic, "ECOMMERCE_LAKE_KAFKA_MAX_OFFSETS_PER_TRIGGER": "150"}
     with log.open("ab") as out:
         return subprocess.Popen([str(BIN / "ecommerce-lake"), "stream", "run", "--continuous", "--interval", "1",
                                  "--seconds", "600"], env=env, stdout=out, stderr=subprocess.STDOUT,

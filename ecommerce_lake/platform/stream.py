@@ -96,8 +96,10 @@ def watermark(spark, tables: StreamTables, exclude: str | None, lateness_minutes
         return None
     if exclude:
         ledger = ledger.where(exclude)
-    latest = ledger.agg(F.max("event_time")).collect()[0][0]
-    return None if latest is None else latest - dt.timedelta(minutes=lateness_minutes)
+    latest = ledger.agg(F.unix_seconds(F.max("event_time"))).collect()[0][0]
+    if latest is None:
+        return None
+    return dt.datetime.fromtimestamp(int(latest), dt.UTC) - dt.timedelta(minutes=lateness_minutes)
 
 
 def process_batch(batch, batch_id: int, tables: StreamTables, lateness_minutes: int) -> None:
@@ -105,7 +107,7 @@ def process_batch(batch, batch_id: int, tables: StreamTables, lateness_minutes: 
     from pyspark.sql import functions as F
 
     spark = batch.sparkSession
-    received = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    received = dt.datetime.now(dt.UTC)
     exclude, ranges = _batch_ranges(batch)
     if not ranges:
         return
@@ -123,22 +125,19 @@ def process_batch(batch, batch_id: int, tables: StreamTables, lateness_minutes: 
     new_late = _new_only(_new_only(late, ledger, ["event_id"]), late_table, ["event_id"])
     _append(conform(new_late, schemas.late_events), tables.path("late_events"))
 
-    span = on_time.agg(F.min("event_time").alias("lo"), F.max("event_time").alias("hi")).collect()[0]
+    # the time range of the windows the micro-batch touched, as epoch seconds: instants, whatever the time zone of
+    # this Python process or of the Spark session (a naive datetime or a TIMESTAMP'...' literal would depend on both)
+    start = F.unix_seconds(logic.window_start(F.col("event_time")))
+    span = on_time.agg(F.min(start).alias("lo"), F.max(start).alias("hi")).collect()[0]
     if span["lo"] is None:
         return
-    lo, hi = _window_floor(span["lo"]), _window_floor(span["hi"]) + dt.timedelta(minutes=logic.WINDOW_MINUTES)
-    touched = (f"window_start >= TIMESTAMP'{lo:%Y-%m-%d %H:%M:%S}' AND "
-               f"window_start < TIMESTAMP'{hi:%Y-%m-%d %H:%M:%S}'")
+    lo, hi = int(span["lo"]), int(span["hi"]) + 60 * logic.WINDOW_MINUTES
+    touched = f"window_start >= timestamp_seconds({lo}) AND window_start < timestamp_seconds({hi})"
     ledger = spark.read.format("delta").load(tables.path("events")).where(
-        f"event_time >= TIMESTAMP'{lo:%Y-%m-%d %H:%M:%S}' AND event_time < TIMESTAMP'{hi:%Y-%m-%d %H:%M:%S}'")
+        f"event_time >= timestamp_seconds({lo}) AND event_time < timestamp_seconds({hi})")
     windows = conform(logic.windows(ledger, received), schemas.county_sales_5min)
     (windows.write.format("delta").mode("overwrite").option("replaceWhere", touched)
      .save(tables.path("county_sales_5min")))
-
-
-def _window_floor(ts: dt.datetime) -> dt.datetime:
-    minutes = (ts.minute // logic.WINDOW_MINUTES) * logic.WINDOW_MINUTES
-    return ts.replace(minute=minutes, second=0, microsecond=0)
 
 
 @dataclass

@@ -26,12 +26,12 @@ def reconciles_with_daily_sales(env: CheckContext) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(passed=True, metadata={"days_compared": 0,
                                                           "note": "curated.daily_sales is not built yet"})
     events = lake.read(REALTIME_KEYS["events"])
-    latest = events.agg(F.max("event_time")).collect()[0][0]
+    latest = events.agg(F.unix_seconds(F.max("event_time"))).collect()[0][0]  # an instant, in any time zone
     if latest is None:
         return dg.AssetCheckResult(passed=True, metadata={"days_compared": 0, "note": "no events yet"})
-    watermark = latest - dt.timedelta(minutes=lateness)
+    watermark = dt.datetime.fromtimestamp(int(latest), dt.UTC) - dt.timedelta(minutes=lateness)
     # the last Nairobi day whose end (midnight at +03:00) the watermark passed
-    last_complete = (watermark.replace(tzinfo=dt.UTC).astimezone(NAIROBI)).date() - dt.timedelta(days=1)
+    last_complete = watermark.astimezone(NAIROBI).date() - dt.timedelta(days=1)
     cols = ["county_code", F.col("event_date").alias("day"), "net_amount_kes"]
     stream = (events.select(*cols).unionByName(lake.read(REALTIME_KEYS["late_events"]).select(*cols))
               .where(F.col("day") <= F.lit(last_complete))
@@ -56,7 +56,7 @@ def reconciles_with_daily_sales(env: CheckContext) -> dg.AssetCheckResult:
         "days_compared": int(summary["days"] or 0), "county_days_compared": int(summary["pairs"] or 0),
         "county_days_differing": differ, "stream_net_revenue_kes": str(summary["stream_total"] or 0),
         "batch_net_revenue_kes": str(summary["batch_total"] or 0), "last_complete_day": str(last_complete),
-        "watermark_utc": watermark.isoformat(), "differences": dg.MetadataValue.json(samples)})
+        "watermark_utc": watermark.replace(tzinfo=None).isoformat(), "differences": dg.MetadataValue.json(samples)})
 
 
 CHECKS = {
