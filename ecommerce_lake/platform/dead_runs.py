@@ -31,6 +31,10 @@ PID_TAG = "ecommerce_lake/pid"
 # The run the host and pid tags were written for. A retry or a re-execution copies its parent's tags, whose
 # process is not its own (and is gone): only tags written for the run itself say which process executes it.
 RUN_TAG = "ecommerce_lake/pid_of_run"
+# When that process started (clock ticks since boot, /proc/<pid>/stat): a pid reused by another process after the
+# run's died has another start time. (The process's command line cannot say it: a run the code server launches is
+# a multiprocessing "spawn" child whose command line names neither Dagster nor this project.)
+START_TAG = "ecommerce_lake/pid_started"
 _UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,20 @@ log = logging.getLogger(__name__)
 def process_tags(run_id: str) -> dict[str, str]:
     """Tags that say that this process executes run ``run_id`` (``ecommerce-lake run`` executes it in its own
     process)."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), RUN_TAG: run_id}
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), RUN_TAG: run_id}
+    started = _start_time(os.getpid())
+    if started is not None:
+        tags[START_TAG] = started
+    return tags
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/<pid>/stat), None where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def claim(instance: dg.DagsterInstance, run_id: str) -> None:
@@ -50,19 +67,23 @@ def claim(instance: dg.DagsterInstance, run_id: str) -> None:
         instance.add_run_tags(run_id, process_tags(run_id))
 
 
-def _alive(pid: int) -> bool:
-    """The process exists and is still an ecommerce_lake / Dagster process (a reused pid is not)."""
-    from ecommerce_lake.platform.engine import process_alive
+def _alive(pid: int, started: str | None = None) -> bool:
+    """The process exists and is still the one that was tagged (a reused pid is not): the same start time when the
+    tags have it; otherwise (tags of an older version) a Python process of Dagster or of this project."""
+    from ecommerce_lake.platform.servers import process_alive
 
     if not process_alive(pid):
         return False
+    now = _start_time(pid)
+    if started and now is not None:
+        return now == started
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():
         try:
             text = cmdline.read_bytes()
         except OSError:
             return False
-        return b"ecommerce" in text or b"dagster" in text
+        return b"ecommerce" in text or b"dagster" in text or b"multiprocessing" in text
     return True
 
 
@@ -78,7 +99,7 @@ def reap(instance: dg.DagsterInstance, say: Callable[[str], None] = log.warning)
             pid = int(run.tags.get(PID_TAG, "0"))
         except ValueError:
             continue
-        if pid <= 0 or pid == os.getpid() or _alive(pid):
+        if pid <= 0 or pid == os.getpid() or _alive(pid, run.tags.get(START_TAG)):
             continue
         # read again now that the process is known to be gone: a run that ended normally wrote its end before its
         # process exited, perhaps after the list above was read
