@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import subprocess
 import time
@@ -26,7 +25,6 @@ from pathlib import Path
 from ecommerce_lake.platform.servers import LocalServer, free_port, listening, process_alive, tail
 from ecommerce_lake.platform.jars import resolve_jars
 
-log = logging.getLogger(__name__)
 # librdkafka's own log: errors only (its level-4/6 lines, e.g. "coordinator load in progress: retrying" on a fresh
 # broker, are retries it handles itself)
 CLIENT_LOG = {"log_level": 3}
