@@ -274,17 +274,138 @@ def cmd_plain_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_up(settings: Settings) -> bool:
+    from ecommerce_lake.platform import engine
+    from ecommerce_lake.platform.servers import listening
+
+    return not engine.is_disabled(settings.spark_remote) and listening(*engine.parse_remote(settings.spark_remote))
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
+    from ecommerce_lake.platform import duck
+
+    settings = _settings()
+    which = args.engine
+    if which == "auto":
+        # the engine answers in well under a second when it is up; without it, DuckDB does (no JVM to start)
+        which = "spark" if _engine_up(settings) or not duck.is_read_only(args.query) else "duckdb"
+    if which == "duckdb":
+        started = time.monotonic()
+        try:
+            catalog = duck.connect(settings.lake_root, args.query, settings.s3_endpoint, settings.s3_region,
+                                   settings.s3_path_style)
+            duck.query(catalog, args.query).show(max_rows=args.limit, max_width=10_000)
+        except Exception as exc:  # noqa: BLE001 - a query DuckDB cannot answer: say why, and where to run it
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if args.engine == "duckdb":
+                print(f"sql: DuckDB could not answer: {message}", file=sys.stderr)
+                return 1
+            print(f"sql: DuckDB could not answer ({message}); running it on Spark", file=sys.stderr)
+        else:
+            print(f"({time.monotonic() - started:.2f} s on DuckDB over delta-rs, "
+                  f"{len(catalog.tables)} table(s) opened)", file=sys.stderr)
+            return 0
     from ecommerce_lake.deployment import spark_resource
     from ecommerce_lake.platform.spark import session_info
 
-    settings = _settings()
     started = time.monotonic()
     spark = spark_resource(settings).get_session()
     df = spark.sql(args.query)
     df.show(args.limit, truncate=False)
     info = session_info()
     print(f"({time.monotonic() - started:.2f} s on {info.label if info else 'Spark'})", file=sys.stderr)
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    import boto3
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from ecommerce_lake.platform import glue
+    from ecommerce_lake.platform.lake import delta_rs_location
+
+    settings = _settings()
+    if not args.glue:
+        print("catalog sync: say which catalog: --glue (the AWS Glue Data Catalog)", file=sys.stderr)
+        return 2
+
+    def exists(layer: str, table: str) -> bool:
+        uri, options = delta_rs_location(f"{settings.lake_root.rstrip('/')}/{layer}/{table}", settings.s3_endpoint,
+                                         settings.s3_region, settings.s3_path_style)
+        try:
+            DeltaTable(uri, storage_options=options)
+        except TableNotFoundError:
+            return False
+        return True
+
+    client = boto3.client("glue", region_name=settings.s3_region, endpoint_url=settings.glue_endpoint or None)
+    started = time.monotonic()
+    try:
+        report = glue.sync(client, settings.lake_root, exists, settings.glue_database_prefix)
+    except glue.GlueError as exc:
+        print(f"catalog sync: {exc}", file=sys.stderr)
+        return 1
+    print(f"glue: {len(report.created)} registered, {len(report.updated)} updated, {len(report.unchanged)} unchanged"
+          f", {len(report.absent)} not in the lake yet; databases {settings.glue_database_prefix}_<layer> "
+          f"({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import http.server
+
+    import dagster as dg
+
+    from ecommerce_lake.deployment import s3_resource
+    from ecommerce_lake.platform.report_io import LATEST, ReportIOManager, report_dir
+
+    settings = _settings()
+    reports = ReportIOManager(root=settings.lake_root, s3=s3_resource(settings))
+    key = dg.AssetKey(["insights", "dashboard"])
+    folder = report_dir(settings.lake_root, key)
+
+    def latest() -> bytes | None:
+        if folder.startswith(("s3a://", "s3://")):
+            bucket, name = f"{folder}/{LATEST}".split("://", 1)[1].split("/", 1)
+            try:
+                return reports.s3.get_client().get_object(Bucket=bucket, Key=name)["Body"].read()
+            except Exception:  # noqa: BLE001 - not written yet (or not readable): said in the page
+                return None
+        path = Path(folder) / LATEST
+        return path.read_bytes() if path.exists() else None
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if self.path.split("?")[0] not in ("/", "/" + LATEST):
+                self.send_error(404, "only the latest dashboard is served here: /")
+                return
+            body = latest()
+            status = 200
+            if body is None:
+                status = 503
+                body = (b"<!DOCTYPE html><p>No dashboard yet: materialize insights/dashboard (`ecommerce-lake run` or "
+                        b"the UI).</p>")
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt, *values):  # one line per request, on stderr
+            print(f"dashboard: {self.address_string()} {fmt % values}", file=sys.stderr)
+
+    server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
+    state = "" if latest() is not None else " (no dashboard written yet: materialize insights/dashboard)"
+    print(f"dashboard: serving the latest {folder}/{LATEST} on http://{args.host}:{server.server_port}/{state}; "
+          "Ctrl-C stops it", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -522,7 +643,23 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sql", help="run a SQL query against the lake's catalog, e.g. 'select * from curated.daily_sales'")
     p.add_argument("query")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--engine", choices=("auto", "spark", "duckdb"), default="auto",
+                   help="auto (default): the engine when it is up, else DuckDB over delta-rs for a read-only query "
+                   "(Spark when DuckDB cannot answer it); spark: the engine, else in-process Spark; duckdb: only "
+                   "DuckDB")
     p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("catalog", help="register the lake's tables in an external catalog: `catalog sync --glue` "
+                       "(AWS Glue Data Catalog, for Athena; the lake must be on S3)")
+    p.add_argument("action", choices=("sync",))
+    p.add_argument("--glue", action="store_true", help="the AWS Glue Data Catalog (ECOMMERCE_LAKE_GLUE_ENDPOINT, "
+                   "ECOMMERCE_LAKE_GLUE_DATABASE_PREFIX; credentials from the standard AWS environment)")
+    p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("dashboard", help="serve the latest county dashboard (insights/dashboard) on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("docs", help="regenerate docs/tables.md from the table schemas")
     p.add_argument("--check", action="store_true", help="exit 1 if docs/tables.md is stale")
@@ -563,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
-    if args.command in ("run", "sql", "ui", "bench", "plain-build", "stream"):
+    if args.command in ("run", "sql", "ui", "bench", "plain-build", "stream", "dashboard"):
         import signal
 
         def stop(_signum, _frame):  # SIGTERM as Ctrl-C: finally blocks and atexit run (the engine session closes)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecommerce_lake.defs import automation, curated, ml, raw, realtime, refined
+from ecommerce_lake.defs import automation, curated, insights, ml, raw, realtime, refined
 from ecommerce_lake.defs.ops import ops_defs
 from ecommerce_lake.deployment import build_resources
 from ecommerce_lake.settings import Settings
 
-LAKE_DOMAINS = (raw.defs, refined.defs, curated.defs, ml.defs, realtime.defs)
+LAKE_DOMAINS = (raw.defs, refined.defs, curated.defs, insights.defs, ml.defs, realtime.defs)
 
 lake_job = dg.define_asset_job(
     "lake_job",
-    selection=dg.AssetSelection.groups("raw", "refined", "curated", "ml"),
+    selection=dg.AssetSelection.groups("raw", "refined", "curated", "insights", "ml"),
     description="Ingest new landing batches and rebuild refined and curated tables, with every check. "
     "Daily-partitioned assets take the run's partition range (`ecommerce-lake run` sets it).",
 )

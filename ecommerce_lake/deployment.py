@@ -16,6 +16,7 @@ from ecommerce_lake.defs.resources import KNOBS
 from ecommerce_lake.platform.io_manager import DeltaIOManager
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.lake_reader import LakeReaderResource
+from ecommerce_lake.platform.report_io import ReportIOManager
 from ecommerce_lake.platform.landing import LandingResource
 from ecommerce_lake.platform.secrets import PseudonymKeyResource
 from ecommerce_lake.platform.spark import SparkResource
@@ -68,6 +69,7 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
         "spark": spark,
         "lake": lake,
         "io_manager": DeltaIOManager(lake=lake),
+        "report_io_manager": ReportIOManager(root=settings.lake_root, s3=s3_resource(settings)),
         "landing": LandingResource(root=settings.landing_root, s3=s3_resource(settings)),
         "pseudonym": PseudonymKeyResource(key_file=settings.pseudonym_key_file,
                                           generate_if_missing=settings.env == "local"),

@@ -102,10 +102,12 @@ def execute(settings: Settings, selection: str | None = None, instance: dg.Dagst
     start_in_background(spark_resource(settings))  # Spark starts (or connects) while the run is planned and created
     defs = build_defs(settings)
     graph = defs.resolve_asset_graph()
-    target = dg.AssetSelection.groups("raw", "refined", "curated", "ml")
+    target = dg.AssetSelection.groups("raw", "refined", "curated", "insights", "ml")
     if mode == "incremental":  # what new batches can change: the raw tables and everything downstream, except
-        # the ml group, which refreshes on its own cron (daily scoring, weekly training), not per batch
-        target = target & dg.AssetSelection.groups("raw").downstream() - dg.AssetSelection.groups("ml")
+        # the ml group, which refreshes on its own cron (daily scoring, weekly training), and the insights, which
+        # read every month and refresh by declarative automation once the batches are in (or in a full run)
+        target = (target & dg.AssetSelection.groups("raw").downstream()
+                  - dg.AssetSelection.groups("ml", "insights"))
     if selection:  # a full run may also select the ops group (``--select group:ops``: Delta maintenance now)
         base = target if mode == "incremental" else dg.AssetSelection.all()
         target = base & dg.AssetSelection.from_string(selection)

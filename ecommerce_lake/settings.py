@@ -129,6 +129,10 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_path_style: bool = False
     s3_configure_bucket: bool = False
+    # `catalog sync --glue`: the AWS Glue Data Catalog endpoint (empty: AWS's) and the databases' name prefix
+    # (a database per layer: <prefix>_<layer>)
+    glue_endpoint: str = ""
+    glue_database_prefix: str = "ecommerce_lake"
     # the first day partition; read by defs/partitions.py when the definitions load (shown by `config`)
     partitions_start: str = "2023-01-01"
 

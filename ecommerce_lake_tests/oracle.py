@@ -152,9 +152,10 @@ def latest(rows: list[tuple], key_index: int = 0) -> dict:
     return {k: v[1] for k, v in best.items()}
 
 
-def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
+def _current_orders(landing: Landing, now: dt.datetime) -> tuple[dict, dict, dict]:
+    """(the current version of every valid order: order_id -> (status, order_ts, delivery county text, customer
+    id, payment method text), each customer's county code, the county lookup)."""
     lookup = county_lookup()
-    names = county_names()
 
     customers = []
     for r in landing.rows["customers"]:
@@ -180,7 +181,23 @@ def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
             orders.append((v["order_id"].strip(), (upd, r.batch, r.row),
                            (status, ts, v.get("delivery_county", ""), v["customer_id"].strip(),
                             v.get("payment_method", "").strip().lower())))
-    current = latest(orders)
+    return latest(orders), customer_county, lookup
+
+
+def expected_orders(landing: Landing, now: dt.datetime) -> pd.DataFrame:
+    """Every order's current version, whatever its status: order_id, customer_id, status, order_date (Nairobi),
+    county_code (delivery county, else the customer's, else 0), payment_method as delivered."""
+    current, customer_county, lookup = _current_orders(landing, now)
+    return pd.DataFrame([{
+        "order_id": order_id, "customer_id": customer, "status": status,
+        "order_date": ts.astimezone(NAIROBI).date(),
+        "county_code": resolve(delivery, lookup) or customer_county.get(customer) or 0, "payment_method": method,
+    } for order_id, (status, ts, delivery, customer, method) in current.items()])
+
+
+def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
+    names = county_names()
+    current, customer_county, lookup = _current_orders(landing, now)
 
     items = []
     for r in landing.rows["order_items"]:
@@ -208,7 +225,7 @@ def expected_fact_sales(landing: Landing, now: dt.datetime) -> pd.DataFrame:
         out.append({
             "order_id": order_id, "line_number": line, "product_id": product, "quantity": qty,
             "customer_id": customer,
-            "net_revenue_kes": (qty * price - disc).quantize(CENT),
+            "net_revenue_kes": (qty * price - disc).quantize(CENT), "unit_price_kes": price,
             "order_date": ts.astimezone(NAIROBI).date(), "county_code": code,
             "county_name": names.get(code, "Unknown"),
         })

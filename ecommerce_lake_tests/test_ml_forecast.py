@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,12 @@ from ecommerce_lake.platform.dagster_storage import instance_yaml
 from ecommerce_lake.defs.resources import InventoryPolicyConfig
 from ecommerce_lake.settings import ConfigError
 from ecommerce_lake_tests import oracle
+from ecommerce_lake_tests.servers import free_port, port_open, wait_for
 
 TRAIN_DAYS = 60  # 270 days of history: 119 look-back + 3 x 28 origins + 7 (MASE) + 60
 LEAD_TIMES = "Phones=10;county:47=3"
 AS_OF = dt.date(2025, 11, 30)
+ARTIFACTS = Path(os.environ.get("ECOMMERCE_LAKE_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")) / "insights"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +59,10 @@ def flake(tmp_path_factory, spark):
     proc = subprocess.run([str(exe), "run", "--select", forecasts, "--report", str(home / "report.json")], env=env,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    # the insight tables and the dashboard, which draws the forecast (test_the_dashboard_renders_in_a_browser)
+    board = subprocess.run([str(exe), "run", "--select", "group:insights"], env=env, capture_output=True, text=True,
+                           timeout=1800)
+    assert board.returncode == 0, board.stdout[-5000:] + board.stderr[-5000:]
     assert "(Spark: engine sc://" in lake_only.stdout and "(Spark: engine sc://" in proc.stdout
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     fact = oracle.expected_fact_sales(oracle.read_landing(landing), dt.datetime.now(dt.UTC))
@@ -391,3 +398,47 @@ def test_too_little_history_skips_the_forecast_with_a_warning(lake_run):
     records = dg.DagsterInstance.get().all_logs(lake_run.report.run_id)
     messages = [r.user_message for r in records if "not forecasting" in (r.user_message or "")]
     assert messages and "an honest backtest needs at least 266 days" in messages[0], messages
+
+
+def test_the_dashboard_renders_in_a_browser(flake):
+    """``ecommerce-lake dashboard`` serves the page the asset wrote (linked from its materialization); in Chromium
+    every chart draws (plotly's SVG), the forecast is there, and nothing fails in the page. The screenshot is kept
+    with the test artifacts."""
+    from playwright.sync_api import sync_playwright
+
+    metadata = flake.metadata("insights/dashboard")
+    assert metadata["report"] == (flake.lake / "insights" / "dashboard" / "latest.html").as_uri()
+    assert metadata["has_forecast"] is True and metadata["month"] == "2025-11-01"  # the last complete month
+    port = free_port()
+    env = {**os.environ, "ECOMMERCE_LAKE_HOME": str(flake.home)}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = (ARTIFACTS / "dashboard-server.log").open("w")  # noqa: SIM115 - closed in the finally below
+    server = subprocess.Popen([str(Path(sys.executable).parent / "ecommerce-lake"), "dashboard", "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: port_open(port), 60, "ecommerce-lake dashboard", server, ARTIFACTS / "dashboard-server.log")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                        args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+            response = page.goto(f"http://127.0.0.1:{port}/")
+            assert response.status == 200
+            from ecommerce_lake.logic.insights.dashboard import CHARTS
+
+            for chart in CHARTS:
+                page.wait_for_selector(f"#chart-{chart} .main-svg", timeout=60_000)
+            drawn = page.eval_on_selector_all(".js-plotly-plot", "els => els.map(e => e.data.length)")
+            assert len(drawn) == len(CHARTS) and all(n >= 1 for n in drawn), drawn
+            names = page.eval_on_selector("#chart-forecast_vs_actual", "e => e.data.map(t => t.name)")
+            assert {"actual units", "forecast units"} <= set(names), names
+            assert page.locator(".tile").count() == 6
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            browser.close()
+        assert not errors, errors
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

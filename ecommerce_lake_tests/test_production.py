@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import boto3
+import dagster as dg
 import pytest
 import yaml
 
@@ -226,6 +227,47 @@ def test_the_lake_on_s3(s3, landing_data, tmp_path):
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="ecommerce/curated/fact_sales/")["Contents"]]
     assert any(k.endswith(".parquet") for k in keys) and any("_delta_log" in k for k in keys)
     assert client.get_bucket_versioning(Bucket="lake")["Status"] == "Enabled"
+
+    # the AWS Glue Data Catalog (the same local server's Glue API): every table of the lake, as Athena reads Delta
+    glue_env = {**env, "ECOMMERCE_LAKE_S3_ENDPOINT": endpoint, "ECOMMERCE_LAKE_GLUE_ENDPOINT": endpoint}
+    first = _cli(["catalog", "sync", "--glue"], glue_env, timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    glue = boto3.client("glue", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                        region_name="us-east-1")
+    registered = {(d["Name"], t["Name"]): t for d in glue.get_databases()["DatabaseList"]
+                  for t in glue.get_tables(DatabaseName=d["Name"])["TableList"]}
+    in_lake = {tuple(name.split("/")) for name in _committed_tables(client, "lake", "ecommerce/")}
+    assert {(f"ecommerce_lake_{layer}", table) for layer, table in in_lake} == set(registered)
+    fact = registered[("ecommerce_lake_curated", "fact_sales")]
+    assert fact["StorageDescriptor"]["Location"] == "s3://lake/ecommerce/curated/fact_sales"
+    assert fact["Parameters"]["table_type"] == "DELTA" and fact["TableType"] == "EXTERNAL_TABLE"
+    assert ("net_revenue_kes", "decimal(18,2)") in [(c["Name"], c["Type"]) for c in fact["StorageDescriptor"]["Columns"]]
+    assert f"{len(in_lake)} registered, 0 updated, 0 unchanged" in first.stdout
+    glue.update_table(DatabaseName="ecommerce_lake_curated", TableInput={  # drifted: another location
+        "Name": "fact_sales", "TableType": "EXTERNAL_TABLE", "StorageDescriptor": {"Location": "s3://elsewhere/x"}})
+    again = _cli(["catalog", "sync", "--glue"], glue_env, timeout=300)
+    assert again.returncode == 0 and f"0 registered, 1 updated, {len(in_lake) - 1} unchanged" in again.stdout, again.stdout
+    assert glue.get_table(DatabaseName="ecommerce_lake_curated", Name="fact_sales")["Table"]["StorageDescriptor"][
+        "Location"] == "s3://lake/ecommerce/curated/fact_sales"
+    local = _cli(["catalog", "sync", "--glue"], {**glue_env, "ECOMMERCE_LAKE_ROOT": str(tmp_path / "local-lake")},
+                 timeout=300)
+    assert local.returncode == 1 and "the AWS Glue catalog registers tables on S3" in local.stderr
+
+    # a report (the dashboard's IO manager) on S3: the page and its version, readable back
+    from ecommerce_lake.platform.report_io import ReportIOManager
+    from dagster_aws.s3 import S3Resource
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in S3_ENV.items():
+            mp.setenv(name, value)
+        reports = ReportIOManager(root="s3a://lake/ecommerce", s3=S3Resource(endpoint_url=endpoint,
+                                                                             region_name="us-east-1"))
+        key = dg.AssetKey(["insights", "dashboard"])
+        reports.handle_output(dg.build_output_context(asset_key=key, run_id="0123456789abcdef"), "<html>page</html>")
+        assert reports.load_input(dg.build_input_context(upstream_output=dg.build_output_context(asset_key=key))) == (
+            "<html>page</html>")
+    pages = [o["Key"] for o in client.list_objects_v2(Bucket="lake", Prefix="ecommerce/insights/dashboard/")["Contents"]]
+    assert "ecommerce/insights/dashboard/latest.html" in pages and any(p.endswith("-01234567.html") for p in pages)
 
 
 def test_the_lake_on_a_spark_cluster_with_a_thrift_metastore(s3, landing_data, tmp_path):

@@ -65,6 +65,9 @@ def test_the_demo_then_every_readme_command_as_written(newcomer):
         for command in readme_commands():
             if " ui" in command or "generate --next" in command:
                 continue  # below: the UI walk-through
+            if " dashboard" in command:  # a server: it answers with the page the demo's run wrote
+                _dashboard(command, env)
+                continue
             result = _sh(command, env)
             assert result.returncode == 0, (command, result.stdout[-3000:], result.stderr[-3000:])
             _assert_output(command, result)
@@ -74,8 +77,23 @@ def test_the_demo_then_every_readme_command_as_written(newcomer):
     assert status.returncode == 0 and "running" in status.stdout, status.stdout + status.stderr
 
 
+def _dashboard(command: str, env: dict) -> None:
+    server = subprocess.Popen(["bash", "-c", command.split("  #")[0]], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: port_open(8050), 60, command, server)
+        with urllib.request.urlopen("http://127.0.0.1:8050/", timeout=30) as page:
+            body = page.read().decode()
+        assert page.status == 200 and 'id="chart-county_ranking"' in body and "Plotly" in body, body[:500]
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
+
+
 def _assert_output(command: str, result: subprocess.CompletedProcess) -> None:
-    if " sql " in command:
+    if " sql --engine duckdb " in command:
+        assert "county_name" in result.stdout and "on DuckDB over delta-rs" in result.stderr, result.stderr
+    elif " sql " in command:
         assert "county_code" in result.stdout and "on engine sc://" in result.stderr, result.stderr
     if "engine start" in command:  # the test session's engine serves this lake's configuration
         assert "already running" in result.stdout, result.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pandera.pyspark as pa
 
-from ecommerce_lake.schemas import curated, layer_of, ml, ops, raw, realtime, refined, table_of
+from ecommerce_lake.schemas import curated, insights, layer_of, ml, ops, raw, realtime, refined, table_of
 
 
 def key_of(schema: pa.DataFrameSchema) -> dg.AssetKey:
@@ -23,3 +23,4 @@ CURATED_KEYS = _keys(curated.ALL)
 ML_KEYS = _keys(ml.ALL)
 OPS_KEYS = _keys(ops.ALL)
 REALTIME_KEYS = _keys(realtime.ALL)
+INSIGHTS_KEYS = _keys(insights.ALL)

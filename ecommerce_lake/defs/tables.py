@@ -32,6 +32,7 @@ OWNERS = {
     "raw": ["team:data-platform"],
     "refined": ["team:data-platform"],
     "curated": ["team:analytics-engineering"],
+    "insights": ["team:analytics-engineering"],
     "ml": ["team:data-science"],
     "realtime": ["team:data-platform"],
     "ops": ["team:data-platform"],

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.schemas import curated, ml, ops, raw, realtime, refined
+from ecommerce_lake.schemas import curated, insights, ml, ops, raw, realtime, refined
 
-ALL: tuple[pa.DataFrameSchema, ...] = (*raw.ALL, *refined.ALL, *curated.ALL, *ml.ALL, *realtime.ALL, *ops.ALL)
+ALL: tuple[pa.DataFrameSchema, ...] = (*raw.ALL, *refined.ALL, *curated.ALL, *insights.ALL, *ml.ALL,
+                                       *realtime.ALL, *ops.ALL)
 BY_NAME: dict[str, pa.DataFrameSchema] = {s.name: s for s in ALL}
-LAYERS = ("raw", "refined", "curated", "ml", "realtime", "ops")
+LAYERS = ("raw", "refined", "curated", "insights", "ml", "realtime", "ops")
 
 
 def layer_of(schema: pa.DataFrameSchema) -> str:

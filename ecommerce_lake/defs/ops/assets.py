@@ -17,6 +17,7 @@ from ecommerce_lake.defs.resources import MIN_RETENTION_HOURS, MaintenanceConfig
 from ecommerce_lake.defs.tables import emit, table_asset
 from ecommerce_lake.platform.lake import LakeResource, catalog_name
 from ecommerce_lake.schemas import ops as schemas
+from ecommerce_lake.schemas import BY_NAME
 
 MAINTENANCE_KEY = OPS_KEYS["delta_maintenance"]
 RUN_FAILURES = dg.AssetKey(["ops", "run_failures"])
@@ -65,7 +66,9 @@ def build_maintenance(assets: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
     tables: dict[dg.AssetKey, list[str]] = {}
     for asset in assets:
         for spec in asset.specs:
-            if spec.key.path[0] in ("raw", "refined", "curated", "ml") and len(spec.key.path) == 2:
+            # the Delta tables (a schema each); not the dashboard (a file), realtime (the stream compacts its own)
+            if spec.key.path[0] in ("raw", "refined", "curated", "insights", "ml") \
+                    and ".".join(spec.key.path) in BY_NAME:
                 tables[spec.key] = list((spec.metadata or {}).get("zorder_by") or [])
 
     @dg.multi_asset(**table_asset(CHECKS), deps=sorted(tables, key=lambda k: k.to_user_string()))

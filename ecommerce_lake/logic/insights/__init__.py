@@ -1,0 +1,1 @@
+"""Curated -> insights: the business's monthly questions as tables."""
