@@ -491,6 +491,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"{'new_batch_to_curated_s':26} {'':>8} {nb['seconds']:>8.1f} {r['targets']['new_batch_to_curated_s']:>8}"
               f"   ({nb['materialized_after_s']})")
         print("targets met: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["met"].items()))
+    elif args.suite == "sql":
+        from ecommerce_lake.bench.sql import bench_sql
+
+        results["sql"] = r = bench_sql(repeat=3, engine_up=_engine_up(_settings()))
+        print(f"machine: {r['machine']}")
+        print(f"{'query':18} {'engine':18} {'wall s':>7} {'query s':>8}")
+        for name, per in r["figures"].items():
+            for label, f in per.items():
+                if label != "same_answer":
+                    print(f"{name:18} {label:18} {f['wall_s']:>7.2f} {f['query_s']:>8.2f}")
+            print(f"{name:18} {'same answer':18} {'yes' if per['same_answer'] else 'NO'}")
     elif args.suite == "stream":
         from ecommerce_lake.bench.stream import bench_stream, main_lines
 
@@ -670,10 +681,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("bench", help="benchmarks that print figures (see docs/performance.md)")
-    p.add_argument("--suite", choices=["session", "lake", "interactive", "stream"], default="session",
+    p.add_argument("--suite", choices=["session", "lake", "interactive", "stream", "sql"], default="session",
                    help="session: shared SparkSession vs a JVM per step; lake: full rebuild vs one new day; "
                    "interactive: single asset, tiny lake, full lake and a new batch, cold and warm; stream: the real-time "
-                   "feed's events/s, latency and one materialization of 1,000 events")
+                   "feed's events/s, latency and one materialization of 1,000 events; sql: `ecommerce-lake sql` on the configured "
+                   "lake through DuckDB, the engine (when up) and in-process Spark")
     p.add_argument("--scales", nargs="?", const="100000,1000000,5000000",
                    help="order-line scales, e.g. 100000,1000000,5000000 (the default when given without a value): "
                    "per-asset and total times, rows/s, peak memory and the ratios orchestration_overhead, "

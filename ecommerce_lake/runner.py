@@ -239,6 +239,9 @@ def print_report(report: RunReport, settings: Settings, out=sys.stdout) -> None:
           "refined.sales_rejects; `ecommerce-lake generate` plants such dirty rows on purpose, --dirty-rate)")
     p(f"tables: {settings.lake_root}/<layer>/<table> (Delta); catalog names <layer>.<table>, e.g. "
       "`ecommerce-lake sql \"select * from curated.county_monthly_kpis limit 10\"`")
+    if "insights/dashboard" in report.materialized:
+        p(f"dashboard: {settings.lake_root}/insights/dashboard/latest.html; `ecommerce-lake dashboard` serves it on "
+          "http://127.0.0.1:8050/")
     p("UI: `ecommerce-lake ui` then http://127.0.0.1:3000 (runs, asset graph, checks, lineage)")
 
 

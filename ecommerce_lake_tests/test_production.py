@@ -253,6 +253,13 @@ def test_the_lake_on_s3(s3, landing_data, tmp_path):
                  timeout=300)
     assert local.returncode == 1 and "the AWS Glue catalog registers tables on S3" in local.stderr
 
+    # SQL without Spark on the S3 lake (delta-rs reads the bucket; DuckDB answers)
+    fast = _cli(["sql", "--engine", "duckdb", "select count(*) as n, sum(net_revenue_kes) as kes from curated.fact_sales"],
+                glue_env, timeout=300)
+    assert fast.returncode == 0 and "on DuckDB over delta-rs" in fast.stderr, fast.stderr[-3000:]
+    assert f"│ {len(expected)} │ {sum(expected['net_revenue_kes'], Decimal('0'))} │" in " ".join(fast.stdout.split()), (
+        fast.stdout)
+
     # a report (the dashboard's IO manager) on S3: the page and its version, readable back
     from ecommerce_lake.platform.report_io import ReportIOManager
     from dagster_aws.s3 import S3Resource

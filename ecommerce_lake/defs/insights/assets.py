@@ -54,30 +54,35 @@ def insight_tables(context: dg.AssetExecutionContext, sold: DataFrame, received:
     }, [CHECKS[t] for t in TABLES])
 
 
-@dg.asset(
-    key=DASHBOARD,
-    group_name="insights",
+CHART_CHECK = dg.AssetCheckSpec("every_chart_in_the_page", asset=DASHBOARD, blocking=False,
+                                description="The page holds every chart and the plotly library inline.")
+
+
+@dg.multi_asset(
+    name="insights__dashboard",
+    outs={"dashboard": dg.AssetOut(
+        key=DASHBOARD, group_name="insights", io_manager_key="report_io_manager", kinds={"html", "plotly"},
+        owners=["team:analytics-engineering"], is_required=False,
+        # ml/sales_forecast is read when it exists, not declared as a dependency: Dagster skips what depends on an
+        # asset a run did not produce, and a lake too young to forecast (under 266 days) must still get its dashboard
+        metadata={"reads_when_present": "ml/sales_forecast"},
+        description="The county dashboard: one self-contained HTML page (county rankings, trends, category mix, "
+        "payment mix and outcomes, forecast vs actual) at <lake_root>/insights/dashboard/latest.html, served by "
+        "`ecommerce-lake dashboard`. Reads ml.sales_forecast when it exists (not a dependency: a lake too young to "
+        "forecast still gets its dashboard).")},
     ins={
         "national": _in(INSIGHTS_KEYS["national_monthly"]),
         "counties": _in(INSIGHTS_KEYS["county_scorecard"]),
         "categories": _in(INSIGHTS_KEYS["category_mix"]),
         "daily": _in(CURATED_KEYS["daily_sales"], "order_date", "units"),
     },
-    # ml/sales_forecast is read when it exists, not declared as a dependency: Dagster skips what depends on an
-    # asset a run did not produce, and a lake too young to forecast (under 266 days) must still get its dashboard
-    metadata={"reads_when_present": "ml/sales_forecast"},
-    io_manager_key="report_io_manager",
-    kinds={"html", "plotly"},
-    owners=["team:analytics-engineering"],
-    description="The county dashboard: one self-contained HTML page (county rankings, trends, category mix, "
-    "payment mix and outcomes, forecast vs actual) at <lake_root>/insights/dashboard/latest.html, served by "
-    "`ecommerce-lake dashboard`. Reads ml.sales_forecast when it exists (not a dependency: a lake too young to "
-    "forecast still gets its dashboard).",
-    check_specs=[dg.AssetCheckSpec("every_chart_in_the_page", asset=DASHBOARD, blocking=False,
-                                   description="The page holds every chart and the plotly library inline.")],
+    check_specs=[CHART_CHECK],
+    can_subset=True,  # the page without its check (run --no-checks)
 )
 def dashboard(context: dg.AssetExecutionContext, national: DataFrame, counties: DataFrame, categories: DataFrame,
               daily: DataFrame, lake: LakeResource):
+    if "dashboard" not in context.selected_output_names:
+        return
     forecast_key = ML_KEYS["sales_forecast"]
     forecast = None
     if lake.exists(forecast_key):
@@ -91,13 +96,14 @@ def dashboard(context: dg.AssetExecutionContext, national: DataFrame, counties: 
         national=national.toPandas(), counties=counties.toPandas(), categories=categories.toPandas(),
         daily_units=daily.groupBy("order_date").agg(F.sum("units").alias("units")).toPandas(), forecast=forecast)
     page, facts = board.render(data, dt.datetime.now(dt.UTC))
-    missing = [c for c in board.CHARTS if f'id="chart-{c}"' not in page]
     context.log.info(f"dashboard of {facts['month']}: {len(facts['charts'])} charts, {len(page):,} bytes")
-    yield dg.Output(page, metadata={"month": facts["month"], "counties": facts["counties"],
-                                    "has_forecast": forecast is not None})
-    yield dg.AssetCheckResult(check_name="every_chart_in_the_page", passed=not missing and "Plotly" in page,
-                              metadata={"charts": len(board.CHARTS) - len(missing), "missing": ", ".join(missing)},
-                              severity=dg.AssetCheckSeverity.WARN)
+    yield dg.Output(page, output_name="dashboard", metadata={
+        "month": facts["month"], "counties": facts["counties"], "has_forecast": forecast is not None})
+    if CHART_CHECK.key in context.selected_asset_check_keys:
+        missing = [c for c in board.CHARTS if f'id="chart-{c}"' not in page]
+        yield dg.AssetCheckResult(check_name=CHART_CHECK.name, asset_key=DASHBOARD,
+                                  passed=not missing and "Plotly" in page, severity=dg.AssetCheckSeverity.WARN,
+                                  metadata={"charts": len(board.CHARTS) - len(missing), "missing": ", ".join(missing)})
 
 
 ASSETS = [insight_tables, dashboard]
