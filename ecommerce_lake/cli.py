@@ -284,7 +284,12 @@ def _engine_up(settings: Settings) -> bool:
 def cmd_sql(args: argparse.Namespace) -> int:
     from ecommerce_lake.platform import duck
 
-    settings = _settings()
+    # the settings alone, not the lake's knobs: validating those imports Dagster (a second of a DuckDB answer)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     which = args.engine
     if which == "auto":
         # the engine answers in well under a second when it is up; without it, DuckDB does (no JVM to start)
@@ -323,7 +328,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     from deltalake.exceptions import TableNotFoundError
 
     from ecommerce_lake.platform import glue
-    from ecommerce_lake.platform.lake import delta_rs_location
+    from ecommerce_lake.platform.locations import delta_rs_location
 
     settings = _settings()
     if not args.glue:

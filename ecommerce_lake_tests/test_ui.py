@@ -90,7 +90,7 @@ def test_asset_graph_shows_the_groups(ui, page):
 
     _open(page, f"{ui.url}/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
-    for group in ("raw", "refined", "curated", "ml"):
+    for group in ("raw", "refined", "curated", "insights", "ml"):
         expect(page.get_by_role("button", name=f"asset_group {group} {group}")).to_be_visible()
     page.wait_for_timeout(1000)  # let the graph settle before the picture
     assert _shot(page, "asset-graph").stat().st_size > 10_000

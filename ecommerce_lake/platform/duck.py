@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ecommerce_lake.platform.lake import delta_rs_location
+from ecommerce_lake.platform.locations import delta_rs_location
 from ecommerce_lake.schemas import ALL, LAYERS, layer_of, table_of
 
 READ_ONLY = re.compile(r"^\s*(\(\s*)*(select|with|from|values|show|describe|summarize|table|pivot|unpivot)\b",

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from ecommerce_lake.platform.lake import delta_rs_location, table_parts
+from ecommerce_lake.platform.lake import table_parts
+from ecommerce_lake.platform.locations import delta_rs_location
 
 _CACHE: dict[tuple, tuple[int, object]] = {}
 _LOCK = threading.Lock()
