@@ -528,3 +528,17 @@ def test_event_contract_doc_matches_the_contract():
     rules = set(re.findall(r"^\| `([a-z_]+)` \| (?!string|number|integer)", text, flags=re.M)) - set(FIELDS)
     assert rules == set(REJECT_RULES)
     assert all(f"`{t}`" in text for t in EVENT_TYPES) and f"Schema version {SCHEMA_VERSION}" in text
+
+
+def test_the_dashboard_of_a_lake_without_orders_says_so():
+    """An empty lake (every batch rejected, say) gets a page saying there are no sales yet, not a failed run."""
+    import pandas as pd
+
+    from ecommerce_lake.logic.insights import dashboard
+
+    empty = pd.DataFrame(columns=["month"])
+    page, facts = dashboard.render(dashboard.DashboardData(
+        national=empty, counties=empty, categories=empty, daily_units=pd.DataFrame(columns=["order_date", "units"]),
+        forecast=None), dt.datetime(2026, 12, 5, tzinfo=dt.UTC))
+    assert "No sales yet" in page and facts == {"month": "", "charts": [], "counties": 0}
+    assert not any(f'id="chart-{c}"' in page for c in dashboard.CHARTS)

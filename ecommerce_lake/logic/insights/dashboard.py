@@ -45,8 +45,11 @@ def render(data: DashboardData, generated_at: dt.datetime) -> tuple[str, dict]:
     from plotly.offline import get_plotlyjs
 
     national = data.national.sort_values("month")
-    if national.empty:
-        raise ValueError("the dashboard needs at least one month in insights.national_monthly")
+    if national.empty:  # a lake without orders yet: say so, rather than fail the run
+        page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ecommerce_lake: no sales yet"
+                "</title></head><body><h1>No sales yet</h1><p>insights.national_monthly holds no month: no order has "
+                f"reached the lake. Generated {generated_at:%Y-%m-%d %H:%M} UTC.</p></body></html>\n")
+        return page, {"month": "", "charts": [], "counties": 0}
     month = _shown_month(national["month"], data.daily_units)
     latest = national[national["month"] == month].iloc[0]
     counties = data.counties[data.counties["month"] == month]

@@ -36,8 +36,9 @@ def _growth(df: DataFrame, keys: Sequence[str], months: int) -> DataFrame:
 
 
 def _scorecard(sold: DataFrame, received: DataFrame, keys: Sequence[str]) -> DataFrame:
-    """The measures of ``schemas.insights._order_measures`` per ``keys`` and month. ``sold`` and ``received`` are
-    already narrowed to the scope (known counties, or everything); ``everyone`` decides who is new."""
+    """The order measures of ``schemas.insights._order_measures`` per ``keys`` and month (the customer measures
+    come from :func:`_customers`). ``sold`` and ``received`` are already narrowed to the scope (known counties, or
+    everything)."""
     scope = [*keys, "month"]
     sold = _month(sold)
     sales = sold.groupBy(*scope).agg(
