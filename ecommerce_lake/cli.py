@@ -324,25 +324,21 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_catalog(args: argparse.Namespace) -> int:
     import boto3
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
+    import dagster as dg
 
     from ecommerce_lake.platform import glue
-    from ecommerce_lake.platform.locations import delta_rs_location
+    from ecommerce_lake.platform.lake_reader import LakeReaderResource
 
     settings = _settings()
     if not args.glue:
         print("catalog sync: say which catalog: --glue (the AWS Glue Data Catalog)", file=sys.stderr)
         return 2
 
+    reader = LakeReaderResource(root=settings.lake_root, s3_endpoint=settings.s3_endpoint,
+                                s3_region=settings.s3_region, s3_path_style=settings.s3_path_style)
+
     def exists(layer: str, table: str) -> bool:
-        uri, options = delta_rs_location(f"{settings.lake_root.rstrip('/')}/{layer}/{table}", settings.s3_endpoint,
-                                         settings.s3_region, settings.s3_path_style)
-        try:
-            DeltaTable(uri, storage_options=options)
-        except TableNotFoundError:
-            return False
-        return True
+        return reader.exists(dg.AssetKey([layer, table]))
 
     client = boto3.client("glue", region_name=settings.s3_region, endpoint_url=settings.glue_endpoint or None)
     started = time.monotonic()
@@ -370,22 +366,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     key = dg.AssetKey(["insights", "dashboard"])
     folder = report_dir(settings.lake_root, key)
 
-    def latest() -> bytes | None:
-        if folder.startswith(("s3a://", "s3://")):
-            bucket, name = f"{folder}/{LATEST}".split("://", 1)[1].split("/", 1)
-            try:
-                return reports.s3.get_client().get_object(Bucket=bucket, Key=name)["Body"].read()
-            except Exception:  # noqa: BLE001 - not written yet (or not readable): said in the page
-                return None
-        path = Path(folder) / LATEST
-        return path.read_bytes() if path.exists() else None
-
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
             if self.path.split("?")[0] not in ("/", "/" + LATEST):
                 self.send_error(404, "only the latest dashboard is served here: /")
                 return
-            body = latest()
+            body = reports.latest(key)
             status = 200
             if body is None:
                 status = 503
@@ -402,7 +388,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             print(f"dashboard: {self.address_string()} {fmt % values}", file=sys.stderr)
 
     server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
-    state = "" if latest() is not None else " (no dashboard written yet: materialize insights/dashboard)"
+    state = "" if reports.latest(key) is not None else " (no dashboard written yet: materialize insights/dashboard)"
     print(f"dashboard: serving the latest {folder}/{LATEST} on http://{args.host}:{server.server_port}/{state}; "
           "Ctrl-C stops it", flush=True)
     try:

@@ -24,10 +24,18 @@ class ReportIOManager(dg.ConfigurableIOManager):
     root: str = Field(description="Lake root: a local path or s3a://bucket/prefix.")
     s3: S3Resource = Field(default_factory=S3Resource)
 
+    @staticmethod
+    def _s3(uri: str) -> tuple[str, str] | None:
+        """(bucket, key) of an s3a:// or s3:// URI; None for a local path."""
+        if not uri.startswith(("s3a://", "s3://")):
+            return None
+        bucket, key = uri.split("://", 1)[1].split("/", 1)
+        return bucket, key
+
     def _put(self, uri: str, body: bytes) -> None:
-        if uri.startswith(("s3a://", "s3://")):
-            bucket, key = uri.split("://", 1)[1].split("/", 1)
-            self.s3.get_client().put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/html; charset=utf-8")
+        if (where := self._s3(uri)) is not None:
+            self.s3.get_client().put_object(Bucket=where[0], Key=where[1], Body=body,
+                                            ContentType="text/html; charset=utf-8")
             return
         path = Path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +44,18 @@ class ReportIOManager(dg.ConfigurableIOManager):
             fh.write(body)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+
+    def latest(self, key: dg.AssetKey) -> bytes | None:
+        """The latest report of asset ``key`` (None before the first)."""
+        uri = f"{report_dir(self.root, key)}/{LATEST}"
+        if (where := self._s3(uri)) is not None:
+            client = self.s3.get_client()
+            try:
+                return client.get_object(Bucket=where[0], Key=where[1])["Body"].read()
+            except client.exceptions.NoSuchKey:
+                return None
+        path = Path(uri)
+        return path.read_bytes() if path.exists() else None
 
     def handle_output(self, context: dg.OutputContext, obj: str) -> None:
         if not isinstance(obj, str):
@@ -56,8 +76,7 @@ class ReportIOManager(dg.ConfigurableIOManager):
         })
 
     def load_input(self, context: dg.InputContext) -> str:
-        uri = f"{report_dir(self.root, context.upstream_output.asset_key)}/{LATEST}"
-        if uri.startswith(("s3a://", "s3://")):
-            bucket, key = uri.split("://", 1)[1].split("/", 1)
-            return self.s3.get_client().get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-        return Path(uri).read_text(encoding="utf-8")
+        body = self.latest(context.upstream_output.asset_key)
+        if body is None:
+            raise FileNotFoundError(f"{context.upstream_output.asset_key.to_user_string()}: no report written yet")
+        return body.decode("utf-8")
