@@ -66,12 +66,15 @@ def cmd_setup(args: argparse.Namespace) -> int:
     if settings.env == "local":
         resources["pseudonym"].key()
         print(f"pseudonymisation key: {settings.pseudonym_key_file} (local development key, outside the repo)")
+        ring = resources["privacy_keys"].keyring()
+        print(f"privacy keyring: {ring.source} ({ring.describe()}; local development keys, outside the repo)")
     if settings.env == "prod" and settings.lake_root.startswith("s3a://"):
         from ecommerce_lake.platform.bucket import ensure_bucket
 
         bucket = settings.lake_root[len("s3a://"):].split("/", 1)[0]
-        report = ensure_bucket(resources["lake"].s3.get_client(), bucket, configure=settings.s3_configure_bucket)
-        print(f"lake bucket s3://{bucket}: encryption, versioning and public access block in place"
+        report = ensure_bucket(resources["lake"].s3.get_client(), bucket, configure=settings.s3_configure_bucket,
+                               kms_key_id=settings.s3_kms_key_id)
+        print(f"lake bucket s3://{bucket}: encryption, versioning, public access block and TLS-only policy in place"
               + (f" (configured {', '.join(report.configured)})" if report.configured else ""))
     home = ensure_dagster_home(settings)
     print(f"DAGSTER_HOME: {home}")
@@ -319,6 +322,41 @@ def cmd_sql(args: argparse.Namespace) -> int:
     df.show(args.limit, truncate=False)
     info = session_info()
     print(f"({time.monotonic() - started:.2f} s on {info.label if info else 'Spark'})", file=sys.stderr)
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from ecommerce_lake import privacy
+    from ecommerce_lake.deployment import build_resources
+    from ecommerce_lake.platform.secrets import KeyringUnavailable
+
+    settings = _settings()
+    if args.action == "init":
+        try:
+            print(privacy.init_keyring(args.output).message)
+        except privacy.PrivacyRefused as exc:
+            print(f"privacy init: {exc}", file=sys.stderr)
+            return 3
+        return 0
+    lake = build_resources(settings)["lake"]
+    file = settings.privacy_keyring_file
+    try:
+        if args.action == "reveal":
+            outcome = privacy.reveal(lake, file, args.customer_id, args.reason, args.actor)
+            for name, value in outcome.fields.items():
+                print(f"{name:>18}: {value if value is not None else '(none)'}")
+        elif args.action == "forget":
+            outcome = privacy.forget(lake, file, args.customer_id, args.reason, args.actor)
+        elif args.action == "rotate-key":
+            outcome = privacy.rotate_key(lake, file, args.reason, args.actor)
+        elif args.action == "retire-key":
+            outcome = privacy.retire_key(lake, file, args.version, args.reason, args.actor, force=args.force)
+        else:
+            outcome = privacy.status(lake, file)
+    except (privacy.PrivacyRefused, KeyringUnavailable) as exc:
+        print(f"privacy {args.action}: {exc}", file=sys.stderr)
+        return 3
+    print(outcome.message)
     return 0
 
 
@@ -572,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("setup", help="download and cache the JVM jars; create the local pseudonym key")
+    p = sub.add_parser("setup", help="download and cache the JVM jars; create the local pseudonym key and privacy "
+                       "keyring")
     p.add_argument("--all", action="store_true", help="also fetch the S3 jars (hadoop-aws, AWS SDK bundle)")
     p.add_argument("--verify", action="store_true", help="re-check the SHA-256 of cached jars")
     p.set_defaults(func=cmd_setup)
@@ -657,6 +696,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--glue", action="store_true", help="the AWS Glue Data Catalog (ECOMMERCE_LAKE_GLUE_ENDPOINT, "
                    "ECOMMERCE_LAKE_GLUE_DATABASE_PREFIX; credentials from the standard AWS environment)")
     p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("privacy", help="a data steward's commands (need the privacy keyring; each is audited in "
+                       "ops.privacy_audit): reveal, forget, rotate-key, retire-key, status, init")
+    psub = p.add_subparsers(dest="action", required=True)
+    for name, text in (("reveal", "print a customer's decrypted name, email and phone"),
+                       ("forget", "erase a customer's personal data from every table (Data Protection Act 2019)")):
+        q = psub.add_parser(name, help=text)
+        q.add_argument("--customer-id", required=True)
+        q.add_argument("--reason", required=True, help="why (recorded in ops.privacy_audit)")
+        q.add_argument("--actor", default=None, help="who asks (default: the operating-system user)")
+    q = psub.add_parser("rotate-key", help="add a key version and re-encrypt every personal value under it")
+    q.add_argument("--reason", default="scheduled key rotation")
+    q.add_argument("--actor", default=None)
+    q = psub.add_parser("retire-key", help="retire a key version (refused while values still use it)")
+    q.add_argument("--version", type=int, required=True, help="the version number N of key kN")
+    q.add_argument("--reason", default="key retired after rotation")
+    q.add_argument("--actor", default=None)
+    q.add_argument("--force", action="store_true", help="retire even though values still use it (they become "
+                   "unreadable and the checks fail)")
+    psub.add_parser("status", help="the keyring's versions (never the keys) and the values per table and version")
+    q = psub.add_parser("init", help="create a new keyring file (key k1, mode 0600) for a production secret store")
+    q.add_argument("--output", required=True, help="the file to create (refused if it exists)")
+    p.set_defaults(func=cmd_privacy)
 
     p = sub.add_parser("dashboard", help="serve the latest county dashboard (insights/dashboard) on 127.0.0.1")
     p.add_argument("--port", type=int, default=8050)

@@ -18,7 +18,7 @@ from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.lake_reader import LakeReaderResource
 from ecommerce_lake.platform.report_io import ReportIOManager
 from ecommerce_lake.platform.landing import LandingResource
-from ecommerce_lake.platform.secrets import PseudonymKeyResource
+from ecommerce_lake.platform.secrets import PrivacyKeysResource, PseudonymKeyResource
 from ecommerce_lake.platform.spark import SparkResource
 from ecommerce_lake.settings import Settings
 
@@ -63,7 +63,7 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
     lake = LakeResource(
         root=settings.lake_root, spark=spark, s3=s3_resource(settings),
         verify_bucket=settings.env == "prod" and settings.lake_root.startswith("s3a://"),
-        configure_bucket=settings.s3_configure_bucket,
+        configure_bucket=settings.s3_configure_bucket, kms_key_id=settings.s3_kms_key_id,
     )
     return {
         "spark": spark,
@@ -73,6 +73,8 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
         "landing": LandingResource(root=settings.landing_root, s3=s3_resource(settings)),
         "pseudonym": PseudonymKeyResource(key_file=settings.pseudonym_key_file,
                                           generate_if_missing=settings.env == "local"),
+        "privacy_keys": PrivacyKeysResource(keyring_file=settings.privacy_keyring_file,
+                                            generate_if_missing=settings.env == "local"),
         "lake_reader": LakeReaderResource(root=settings.lake_root, s3_endpoint=settings.s3_endpoint,
                                           s3_region=settings.s3_region, s3_path_style=settings.s3_path_style),
         **{key: knob.from_env(environ) for key, knob in KNOBS.items()},

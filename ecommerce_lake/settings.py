@@ -1,8 +1,8 @@
 """Configuration from environment variables (prefix ``ECOMMERCE_LAKE_``).
 
 This module is the only place that reads ``ECOMMERCE_LAKE_*`` variables (besides ``defs/partitions.py``, which
-needs the first day while the definitions load, and ``platform/secrets.py``, which reads the pseudonym key only
-when a step uses it, so that the secret never sits in a configuration value): :class:`Settings` holds what an environment is made of (where
+needs the first day while the definitions load, and ``platform/secrets.py``, which reads the pseudonym key and the privacy keyring only
+when a step uses them, so that the secret never sits in a configuration value): :class:`Settings` holds what an environment is made of (where
 the lake, the landing zone and the engine are, Spark, S3); the resources of ``defs/resources.py`` declare the
 lake's knobs themselves and read their variables through :class:`FromEnvironment`. Local and production differ by
 configuration only. Every variable is
@@ -125,6 +125,11 @@ class Settings:
                           metadata={"path": True})
     maven_repo: str = "https://repo1.maven.org/maven2"
     pseudonym_key_file: str = ""
+    # the privacy keyring (AES keys of the encrypted personal columns); ECOMMERCE_LAKE_PRIVACY_KEYRING (its JSON)
+    # wins over the file. Default <home>/secrets/privacy_keyring.json, generated on first use in local
+    privacy_keyring_file: str = field(default="", metadata={"path": True})
+    # S3 lake bucket: SSE-KMS key required (and configured) instead of SSE-S3 when set
+    s3_kms_key_id: str = ""
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"
     s3_path_style: bool = False
@@ -159,6 +164,8 @@ class Settings:
             object.__setattr__(self, "spark_shuffle_partitions", default)
         if not self.pseudonym_key_file:
             object.__setattr__(self, "pseudonym_key_file", str(Path(home) / "secrets" / "pseudonym.key"))
+        if not self.privacy_keyring_file:
+            object.__setattr__(self, "privacy_keyring_file", str(Path(home) / "secrets" / "privacy_keyring.json"))
         # Normalise local paths to absolute paths so Spark, Delta and the catalog agree on locations.
         for name in ("lake_root", "landing_root"):
             value = getattr(self, name).rstrip("/")

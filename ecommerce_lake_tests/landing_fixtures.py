@@ -106,6 +106,10 @@ def add_handmade_batches(landing: Path) -> dict:
             "unparseable_timestamp")
     _reject(b, "customers.csv", customers,
             ["", "No Key", "no.key@example.com", "0712999003", "Nairobi", "2025-12-01", T], "missing_required_value")
+    # a second version of a kept customer that breaks a rule: a steward sees it (reveal) and erasure reaches it
+    _reject(b, "customers.csv", customers,
+            ["T001", "Mary W. Achieng", "mary.achieng.old@example.co.ke", "0712 000 999", "Kisumu", "2025-13-01", T],
+            "unparseable_date")
     _write(folder, "customers.csv", customers)
 
     products: list[list[str]] = [["TP01", "Kitenge Dress, Blue", "fashion", "Kikoy Co", "500.00", "1200.00", T]]

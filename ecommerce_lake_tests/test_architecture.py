@@ -17,7 +17,7 @@ LAYERS = [
     ("platform", ["ecommerce_lake.platform", "ecommerce_lake.settings"]),
     ("defs", ["ecommerce_lake.defs"]),
     ("code location", ["ecommerce_lake.definitions", "ecommerce_lake.deployment"]),
-    ("tools", ["ecommerce_lake.runner", "ecommerce_lake.generator", "ecommerce_lake.bench"]),
+    ("tools", ["ecommerce_lake.runner", "ecommerce_lake.generator", "ecommerce_lake.bench", "ecommerce_lake.privacy"]),
     ("cli", ["ecommerce_lake.cli"]),
 ]
 

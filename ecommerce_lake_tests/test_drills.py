@@ -22,10 +22,14 @@ import pytest
 from deltalake import DeltaTable
 
 from ecommerce_lake.generator.generate import GeneratorConfig, generate
+from ecommerce_lake_tests import privacy_oracle
 
 EXE = Path(sys.executable).parent / "ecommerce-lake"
 SELECT = "group:raw or group:refined"
 VOLATILE = {"_ingested_at", "ingested_at", "run_id"}  # when and by which run: differ between any two runs
+
+
+KEYRING = privacy_oracle.test_keyring()
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
@@ -36,8 +40,9 @@ def _home(tmp: Path, landing: Path, **extra: str) -> dict:
     (tmp / "dagster_home").mkdir()
     return {**os.environ, "ECOMMERCE_LAKE_HOME": str(tmp), "DAGSTER_HOME": str(tmp / "dagster_home"),
             "ECOMMERCE_LAKE_LANDING": str(tmp / "landing"), "ECOMMERCE_LAKE_ROOT": str(tmp / "lake"),
-            # one pseudonymisation key for every drill lake, so that their tables compare equal
-            "ECOMMERCE_LAKE_PSEUDONYM_KEY": "drill-pseudonym-key-0123456789abcdef", **extra}
+            # one pseudonymisation key and privacy keyring for every drill lake, so that their tables compare equal
+            "ECOMMERCE_LAKE_PSEUDONYM_KEY": "drill-pseudonym-key-0123456789abcdef",
+            "ECOMMERCE_LAKE_PRIVACY_KEYRING": KEYRING.to_json(), **extra}
 
 
 def _start(env: dict, log: Path) -> subprocess.Popen:
@@ -93,8 +98,9 @@ def _snapshot(lake: Path) -> dict[str, list[tuple]]:
             continue
         df = _read(table)
         df = df[[c for c in df.columns if c not in VOLATILE]]
+        # personal values compared decrypted: each encryption of a value differs (a random IV)
         out[table.relative_to(lake).as_posix()] = sorted(
-            (tuple(str(v) for v in row) for row in df.itertuples(index=False)))
+            (tuple(str(privacy_oracle.opened(v, KEYRING.readable)) for v in row) for row in df.itertuples(index=False)))
     return out
 
 

@@ -321,7 +321,8 @@ def test_rows_accounted_fails_on_a_lost_row_and_on_a_missing_reject(lake_run, se
     check = rows_accounted("customers")
 
     def evaluate():
-        result = check.fn(CheckContext(dg.build_asset_context(), lake, QualityResource()))
+        result = check.fn(CheckContext(dg.build_asset_context(), lake, QualityResource(),
+                                       values={"privacy_keys": resources["privacy_keys"]}))
         return {k: v.value for k, v in result.metadata.items()} | {"passed": result.passed}
 
     before = evaluate()

@@ -4,6 +4,7 @@ daemon and code server, and the docker/ stack's files and commands."""
 
 import contextlib
 import datetime as dt
+import json
 import os
 import subprocess
 import time
@@ -32,6 +33,17 @@ from ecommerce_lake_tests.servers import (
 )
 
 KEY = "test-pseudonym-key-0123456789abcdef"
+
+
+def _privacy_keyring() -> str:
+    from ecommerce_lake.platform.secrets import Keyring
+
+    ring = Keyring({}, "test")
+    ring.add_version()
+    return ring.to_json()
+
+
+PRIVACY_KEYRING = _privacy_keyring()  # production reads the keyring from the environment (a secret store)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +77,7 @@ def _env(tmp: Path, endpoint: str, **extra) -> dict:
     return {**os.environ, **S3_ENV,
             "ECOMMERCE_LAKE_ENV": "prod", "ECOMMERCE_LAKE_HOME": str(tmp / "home"), "DAGSTER_HOME": str(tmp / "dh"),
             "ECOMMERCE_LAKE_S3_ENDPOINT": endpoint, "ECOMMERCE_LAKE_S3_PATH_STYLE": "true",
-            "ECOMMERCE_LAKE_PSEUDONYM_KEY": KEY, **extra}
+            "ECOMMERCE_LAKE_PSEUDONYM_KEY": KEY, "ECOMMERCE_LAKE_PRIVACY_KEYRING": PRIVACY_KEYRING, **extra}
 
 
 def _cli(args: list[str], env: dict, timeout: int = 1200) -> subprocess.CompletedProcess:
@@ -91,9 +103,13 @@ def test_bucket_is_verified_and_configured_in_prod(s3, tmp_path):
     endpoint, client = s3
     client.create_bucket(Bucket="unsafe-lake")
     env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://unsafe-lake/x", ECOMMERCE_LAKE_LANDING="s3://unsafe-lake/l")
+    client.put_bucket_policy(Bucket="unsafe-lake", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Analysts", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/analyst"},
+         "Action": "s3:GetObject", "Resource": "arn:aws:s3:::unsafe-lake/*"}]}))
     refused = _cli(["setup"], env)
     assert refused.returncode != 0
-    assert "lacks default encryption, versioning, public access block" in refused.stderr + refused.stdout
+    assert ("lacks default encryption, versioning, public access block, a TLS-only bucket policy"
+            in refused.stderr + refused.stdout), refused.stderr[-3000:]
     ok = _cli(["setup"], {**env, "ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET": "true"})
     assert ok.returncode == 0, ok.stderr[-3000:]
     rules = client.get_bucket_encryption(Bucket="unsafe-lake")["ServerSideEncryptionConfiguration"]["Rules"]
@@ -101,6 +117,24 @@ def test_bucket_is_verified_and_configured_in_prod(s3, tmp_path):
     assert client.get_bucket_versioning(Bucket="unsafe-lake")["Status"] == "Enabled"
     block = client.get_public_access_block(Bucket="unsafe-lake")["PublicAccessBlockConfiguration"]
     assert all(block[k] for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"))
+    statements = json.loads(client.get_bucket_policy(Bucket="unsafe-lake")["Policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["Analysts", "EcommerceLakeDenyInsecureTransport"]  # the old one kept
+    deny = statements[1]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(deny["Resource"]) == {"arn:aws:s3:::unsafe-lake", "arn:aws:s3:::unsafe-lake/*"}
+    assert _cli(["setup"], env).returncode == 0  # now safe: verified without configuring
+
+    # SSE-KMS with a configured key: SSE-S3 no longer does; configured, the bucket's default is that key
+    kms = {**env, "ECOMMERCE_LAKE_S3_KMS_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/lake-key-1"}
+    refused = _cli(["setup"], kms)
+    assert refused.returncode != 0
+    assert ("lacks default encryption with SSE-KMS key arn:aws:kms:us-east-1:123456789012:key/lake-key-1"
+            in refused.stderr + refused.stdout), refused.stderr[-3000:]
+    assert _cli(["setup"], {**kms, "ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET": "true"}).returncode == 0
+    rule = client.get_bucket_encryption(Bucket="unsafe-lake")["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:us-east-1:123456789012:key/lake-key-1"}
+    assert _cli(["setup"], kms).returncode == 0
 
 
 def test_prod_run_is_refused_at_start_without_a_safe_bucket_or_a_pseudonym_key(s3, landing_data, tmp_path):
@@ -133,6 +167,13 @@ def test_prod_run_is_refused_at_start_without_a_safe_bucket_or_a_pseudonym_key(s
     assert "no pseudonymisation key: set ECOMMERCE_LAKE_PSEUDONYM_KEY" in out, out[-3000:]
     assert KEY not in out
     assert lake_objects() == []  # the bucket was configured, nothing was written
+
+    no_keyring = {k: v for k, v in env.items() if k != "ECOMMERCE_LAKE_PRIVACY_KEYRING"}
+    refused = _cli(["run", "--select", "group:raw or group:refined"], no_keyring)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0, out[-3000:]
+    assert "no privacy keyring in this environment: neither ECOMMERCE_LAKE_PRIVACY_KEYRING" in out, out[-3000:]
+    assert lake_objects() == []
     assert client.get_bucket_versioning(Bucket="gate-lake")["Status"] == "Enabled"
 
 

@@ -113,12 +113,12 @@ def test_the_lakes_knobs_come_from_their_resources_variables():
 def test_every_variable_is_documented_in_the_readme():
     """README's configuration table lists every variable the settings and the knob resources read, and no other."""
     from ecommerce_lake.defs.resources import KNOBS
-    from ecommerce_lake.platform.secrets import KEY_ENV
+    from ecommerce_lake.platform.secrets import KEY_ENV, KEYRING_ENV
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(ECOMMERCE_LAKE_[A-Z0-9_]+)` \|", section, flags=re.M))
-    read = {*Settings.variables(), KEY_ENV, *(var for knob in KNOBS.values() for var in knob.variables())}
+    read = {*Settings.variables(), KEY_ENV, KEYRING_ENV, *(var for knob in KNOBS.values() for var in knob.variables())}
     assert documented == read
 
 

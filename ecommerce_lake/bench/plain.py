@@ -18,7 +18,7 @@ from ecommerce_lake.defs.keys import CURATED_KEYS, RAW_KEYS, REFINED_KEYS
 from ecommerce_lake.defs.raw.checks import BATCH_TABLES, SALES
 from ecommerce_lake.logic.curated import curate
 from ecommerce_lake.logic.frames import Held
-from ecommerce_lake.logic.refined import refine
+from ecommerce_lake.logic.refined import pii, refine
 from ecommerce_lake.logic.raw.ingest import assign_days, batch_log, plan_ingest, read_raw
 from ecommerce_lake.core.calendar import nairobi_today
 from ecommerce_lake.defs.partitions import FIRST_DAY
@@ -34,6 +34,7 @@ def build(settings: Settings) -> dict[str, float]:
     lake, landing = res["lake"], res["landing"]
     spark = lake.session()
     key = res["pseudonym"].key()
+    keys = res["privacy_keys"].spark_keys()
     seconds: dict[str, float] = {}
 
     def write(df: DataFrame, asset_key: dg.AssetKey) -> None:
@@ -53,7 +54,10 @@ def build(settings: Settings) -> dict[str, float]:
         for n in SALES:
             write(with_days[n], RAW_KEYS[n])
     for n in BATCH_TABLES:
-        write(read_raw(spark, landing, BY_NAME[n], plan.accepted, ingested_at), RAW_KEYS[n])
+        df = read_raw(spark, landing, BY_NAME[n], plan.accepted, ingested_at)
+        if n in schemas.raw.PERSONAL_FILES:  # as raw_ingest does: personal values encrypted
+            df = pii.seal(df, schemas.encrypted_columns(schemas.raw.TABLES[n]), keys)
+        write(df, RAW_KEYS[n])
     file_rows: dict[str, dict[str, int]] = {}
     for spec_name in BY_NAME:
         for row in lake.read(RAW_KEYS[spec_name]).groupBy("_batch_id").count().collect():
@@ -61,7 +65,7 @@ def build(settings: Settings) -> dict[str, float]:
     write(batch_log(spark, plan.new, file_rows, {}, ingested_at, "plain"), dg.AssetKey(["raw", "batch_log"]))
 
     write(refine.counties_table(spark), REFINED_KEYS["counties"])
-    write(refine.refine_customers(lake.read(RAW_KEYS["customers"]), key), REFINED_KEYS["customers"])
+    write(refine.refine_customers(lake.read(RAW_KEYS["customers"]), key, keys), REFINED_KEYS["customers"])
     write(refine.refine_products(lake.read(RAW_KEYS["products"])), REFINED_KEYS["products"])
     write(refine.refine_inventory(lake.read(RAW_KEYS["inventory"])), REFINED_KEYS["inventory"])
     days = lake.read(RAW_KEYS["orders"]).agg(F.min("_order_date"), F.max("_order_date")).collect()[0]
@@ -74,7 +78,7 @@ def build(settings: Settings) -> dict[str, float]:
         outputs = refine.refine_sales(inputs, key, held)
         for name in ("orders", "order_items", "payments", "sales_rejects"):
             write(outputs[name], REFINED_KEYS[name])
-    write(refine.rejects({t: lake.read(RAW_KEYS[t]) for t in ("customers", "products", "inventory")}),
+    write(refine.rejects({t: lake.read(RAW_KEYS[t]) for t in ("customers", "products", "inventory")}, keys),
           REFINED_KEYS["rejects"])
 
     products = lake.read(REFINED_KEYS["products"])

@@ -22,13 +22,14 @@ from typing import Any
 
 import dagster as dg
 import pandera.pyspark as pa
+from pyspark.sql import functions as F
 
 from ecommerce_lake.defs.keys import key_of
 from ecommerce_lake.defs.resources import QualityResource
 from ecommerce_lake.logic.frames import Held, semi_join_keys
 from ecommerce_lake.logic.validation import validate
 from ecommerce_lake.platform.lake import LakeResource
-from ecommerce_lake.schemas import day_column
+from ecommerce_lake.schemas import day_column, encrypted_columns
 
 ERROR = dg.AssetCheckSeverity.ERROR  # blocking: a failure stops what is downstream
 WARN = dg.AssetCheckSeverity.WARN  # a warning: downstream runs
@@ -117,9 +118,11 @@ class TableChecks:
     """
 
     def __init__(self, schema: pa.DataFrameSchema, checks: Sequence[TableCheck] = (), blocking: bool = True):
+        self.key = key_of(schema)
+        if encrypted_columns(schema):  # a table holding personal values checks that they are encrypted
+            checks = (*checks, personal_data_encrypted(self.key, encrypted_columns(schema)))
         self.schema, self.blocking, self.extra = schema, blocking, tuple(checks)
         self.partition_expr = day_column(schema)
-        self.key = key_of(schema)
         self.has_rules = any(c.checks for c in schema.columns.values())
         key = self.key
         specs = [
@@ -213,6 +216,38 @@ class TableChecks:
                                                severity=severity, metadata=metadata))
         results.append(_row_count_change(context, key, table_rows, quality.row_count_change_warn_ratio))
         return results
+
+
+def personal_data_encrypted(key: dg.AssetKey, columns: Sequence[str]) -> TableCheck:
+    """Every personal value of the table is encrypted, with a key version the privacy keyring holds and has not
+    retired. The step that wrote the table passes its ``privacy_keys`` resource (``values``)."""
+
+    @table_check("personal_data_encrypted", "Every personal value (" + ", ".join(columns) + ") is encrypted "
+                 "(k<version>:<base64 AES-GCM>) with a key of the privacy keyring that is not retired; the metadata "
+                 "counts the values per key version.")
+    def check(ctx: CheckContext) -> dg.AssetCheckResult:
+        from ecommerce_lake.logic.refined import pii
+        from ecommerce_lake.logic.refined.refine import encrypted_values
+
+        ring = ctx.values["privacy_keys"].keyring()
+        df = ctx.lake.read(key)
+        values = df.select(F.explode(encrypted_values(df, columns)).alias("v"))
+        version = F.when(F.col("v").rlike(pii.ENCRYPTED_PATTERN), pii.key_version(F.col("v"))).otherwise(-1)
+        counts = {int(r["version"]): int(r["n"]) for r in
+                  values.groupBy(version.alias("version")).agg(F.count(F.lit(1)).alias("n")).collect()}
+        plain = counts.pop(-1, 0)
+        retired = {v: n for v, n in counts.items() if v in ring.retired}
+        unknown = {v: n for v, n in counts.items() if v not in ring.versions}
+        return dg.AssetCheckResult(passed=not plain and not retired and not unknown, metadata={
+            "values": sum(counts.values()) + plain,
+            "not_encrypted": plain,
+            "by_key_version": dg.MetadataValue.json({f"k{v}": n for v, n in sorted(counts.items())}),
+            "under_retired_keys": dg.MetadataValue.json({f"k{v}": n for v, n in sorted(retired.items())}),
+            "under_unknown_keys": dg.MetadataValue.json({f"k{v}": n for v, n in sorted(unknown.items())}),
+            "active_key": f"k{ring.active.version}",
+        })
+
+    return check
 
 
 CHECK_THREADS = 4  # checks of a step evaluated at once: each is a few small Spark queries, latency-bound

@@ -99,14 +99,17 @@ class LakeResource(dg.ConfigurableResource):
     s3: S3Resource = Field(default_factory=S3Resource, description="For verifying an s3a:// lake bucket.")
     verify_bucket: bool = Field(default=False, description="Verify the lake bucket when a run starts (prod).")
     configure_bucket: bool = Field(default=False, description="Configure what the bucket lacks (encryption, "
-                                   "versioning, public access block) instead of failing.")
+                                   "versioning, public access block, TLS-only policy) instead of failing.")
+    kms_key_id: str = Field(default="", description="SSE-KMS key the bucket's default encryption must use "
+                            "(empty: SSE-S3 or any SSE-KMS key).")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.verify_bucket and self.root.startswith("s3a://"):
             from ecommerce_lake.platform.bucket import ensure_bucket
 
             bucket = self.root[len("s3a://"):].split("/", 1)[0]
-            report = ensure_bucket(self.s3.get_client(), bucket, configure=self.configure_bucket)
+            report = ensure_bucket(self.s3.get_client(), bucket, configure=self.configure_bucket,
+                                   kms_key_id=self.kms_key_id)
             if context.log and report.configured:
                 context.log.info(f"lake bucket s3://{bucket}: configured {', '.join(report.configured)}")
 
@@ -240,6 +243,13 @@ class LakeResource(dg.ConfigurableResource):
             .mode("overwrite")
             .option("userMetadata", json.dumps({"token": token, **(commit_info or {})}, sort_keys=True))
         )
+        properties = _table_properties(name, df.dtypes)
+        if properties and before is None:
+            for k, v in properties.items():  # a new table takes them from the writer
+                writer = writer.option(k, v)
+        elif properties and {k: (before.metadata().configuration or {}).get(k) for k in properties} != properties:
+            settings = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+            self.session().sql(f"ALTER TABLE {_sql_path(uri)} SET TBLPROPERTIES ({settings})").collect()
         if replace_where is not None:
             writer = writer.option("replaceWhere", replace_where)
             if previous_schema is not None and _adds_columns(df.schema, previous_schema):
@@ -402,6 +412,20 @@ class LakeResource(dg.ConfigurableResource):
                 return row, (history[i + 1] if i + 1 < len(history) else None)
         return ({"version": history[0]["version"], "operation": "NONE (nothing to change)",
                  "operationMetrics": {"numOutputRows": "0", "numFiles": "0", "numOutputBytes": "0"}}, history[0])
+
+
+def _table_properties(name: str, dtypes: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Delta table properties a table's schema asks for. A table holding encrypted personal values keeps no
+    statistics of them in its Delta log (min/max values would be ciphertext prefixes there, kept for the log's
+    retention even after VACUUM): only its other columns have data-skipping statistics."""
+    from ecommerce_lake.schemas import BY_NAME, encrypted_columns
+
+    schema = BY_NAME.get(name)
+    encrypted = set(encrypted_columns(schema)) if schema is not None else set()
+    if not encrypted:
+        return {}
+    return {"delta.dataSkippingStatsColumns": ",".join(  # Delta keeps statistics of simple types only
+        f"`{c}`" for c, t in dtypes if c not in encrypted and not t.startswith(("array", "map", "struct")))}
 
 
 def _history(table, limit: int) -> list[dict]:

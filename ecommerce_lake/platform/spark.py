@@ -131,6 +131,9 @@ class SparkResource(dg.ConfigurableResource):
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             "spark.ui.showConsoleProgress": "false",
             "spark.redaction.regex": "(?i)secret|password|token|access[._]key",
+            # key material in query plans (the AES keys of the personal columns, the HMAC pads): binary literals of
+            # 32 bytes or more are redacted in EXPLAIN output and the Spark UI
+            "spark.sql.redaction.string.regex": "(?i)X'[0-9a-f]{64,}'",
             "spark.log.structuredLogging.enabled": "false",
             "spark.driver.memory": self.driver_memory,
             "spark.pyspark.python": sys.executable,

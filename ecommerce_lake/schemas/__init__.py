@@ -44,3 +44,8 @@ def replace_key(schema: pa.DataFrameSchema) -> str | None:
 
 def zorder_by(schema: pa.DataFrameSchema) -> list[str]:
     return list((schema.metadata or {}).get("zorder_by") or [])
+
+
+def encrypted_columns(schema: pa.DataFrameSchema) -> list[str]:
+    """The columns holding encrypted personal values (``pii="encrypted"``: strings, or maps whose values are)."""
+    return [name for name, c in schema.columns.items() if (c.metadata or {}).get("pii") == "encrypted"]

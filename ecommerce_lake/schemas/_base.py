@@ -20,6 +20,8 @@ STRING_MAP = T.MapType(T.StringType(), T.StringType())
 LONG_MAP = T.MapType(T.StringType(), T.LongType())
 MONEY_TOTAL = T.DecimalType(20, 2)
 HEX64 = r"^[0-9a-f]{64}$"
+# an encrypted personal value: "k<key version>:" + base64(AES-GCM IV + ciphertext + tag) (logic/refined/pii.py)
+ENCRYPTED = r"^k[0-9]+:[A-Za-z0-9+/]+={0,2}$"
 
 
 def column(
@@ -36,6 +38,8 @@ def column(
         metadata["lineage"] = list(lineage)
     if pii:
         metadata["pii"] = pii
+    if pii == "encrypted" and dtype == STRING:
+        checks = [*checks, pa.Check.str_matches(ENCRYPTED)]
     return pa.Column(dtype, checks=list(checks), nullable=nullable, description=description,
                      metadata=metadata or None)
 

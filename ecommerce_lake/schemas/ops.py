@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandera.pyspark as pa
 
-from ecommerce_lake.schemas._base import DOUBLE, INT, LONG, STRING, STRINGS, TIMESTAMP, column, table
+from ecommerce_lake.schemas._base import DOUBLE, INT, LONG, STRING, STRING_MAP, STRINGS, TIMESTAMP, column, table
 
 NON_NEGATIVE = pa.Check.ge(0)
 
@@ -32,4 +32,26 @@ delta_maintenance = table(
     key=["table_name"],
 )
 
-ALL = (delta_maintenance,)
+PRIVACY_ACTIONS = ("reveal", "forget", "rotate_key", "retire_key")
+
+privacy_audit = table(
+    "ops.privacy_audit",
+    "Every use of the privacy keyring by a data steward (`ecommerce-lake privacy ...`): who revealed which "
+    "customer's personal data and why, erasure requests, key rotations and retirements. Appended, one row per "
+    "request; written by the privacy commands, never by a run.",
+    {
+        "event_id": column(STRING, "Request id (random)."),
+        "action": column(STRING, "reveal, forget, rotate_key or retire_key.",
+                         checks=[pa.Check.isin(list(PRIVACY_ACTIONS))]),
+        "customer_id": column(STRING, "The customer concerned (reveal, forget).", nullable=True),
+        "actor": column(STRING, "Who asked (--actor, default the operating-system user)."),
+        "reason": column(STRING, "Why (required)."),
+        "outcome": column(STRING, "done, not_found or refused, with what was done."),
+        "details": column(STRING_MAP, "What the request touched: rows per table, key versions. Never personal "
+                          "values."),
+        "requested_at": column(TIMESTAMP, "When (UTC)."),
+    },
+    key=["event_id"],
+)
+
+ALL = (delta_maintenance, privacy_audit)

@@ -22,6 +22,9 @@ from ecommerce_lake.schemas._base import (
 )
 
 PII_COLUMNS = {"customers": ("full_name", "email", "phone")}
+# personal data arrives in these landing files: their contract's personal columns, and the columns that may carry
+# anything (unknown columns, broken records), are encrypted at ingestion (pii="encrypted")
+PERSONAL_FILES = tuple(PII_COLUMNS)
 # Sales-bearing raw tables are partitioned by day (see ecommerce_lake.logic.raw.plan for how a row's day is found).
 DAY_COLUMNS = {"orders": "_order_date", "order_items": "_order_date", "payments": "_paid_date"}
 DAY_DESCRIPTIONS = {
@@ -35,15 +38,21 @@ def _raw_table(spec: LandingFile) -> pa.DataFrameSchema:
     columns = {
         name: column(
             STRING,
-            ("Required" if name in spec.required else "Optional") + " contract column, as it arrived.",
+            ("Required" if name in spec.required else "Optional") + " contract column, as it arrived"
+            + (" (personal: AES-GCM encrypted, k<version>:<base64>)." if name in PII_COLUMNS.get(spec.name, ())
+               else "."),
             nullable=True,
-            pii="clear" if name in PII_COLUMNS.get(spec.name, ()) else None,
+            pii="encrypted" if name in PII_COLUMNS.get(spec.name, ()) else None,
         )
         for name in spec.columns
     }
-    columns[EXTRA_COLUMN] = column(STRING_MAP, "Columns the contract does not know: name -> value.", nullable=True)
-    columns[CORRUPT_COLUMN] = column(STRING, "The raw CSV record when its field count differs from the header.",
-                                     nullable=True)
+    personal = spec.name in PERSONAL_FILES
+    columns[EXTRA_COLUMN] = column(STRING_MAP, "Columns the contract does not know: name -> value"
+                                   + (" (values encrypted: they may be personal)." if personal else "."),
+                                   nullable=True, pii="encrypted" if personal else None)
+    columns[CORRUPT_COLUMN] = column(STRING, "The raw CSV record when its field count differs from the header"
+                                     + (" (encrypted: it may hold personal data)." if personal else "."),
+                                     nullable=True, pii="encrypted" if personal else None)
     columns["_batch_id"] = column(STRING, "Landing batch id.")
     columns["_source_file"] = column(STRING, "Landing file: <batch_id>/<file>.")
     columns["_row_number"] = column(INT, "Data row number (1-based) within the file.", checks=[pa.Check.ge(1)])

@@ -37,7 +37,9 @@ counties = table(
 customers = table(
     "refined.customers",
     "One row per customer: the version with the latest updated_at. Name, email and phone never appear in "
-    "clear: the customer carries a keyed pseudonym, the phone a keyed hash of its E.164 form.",
+    "clear: analysts get a keyed pseudonym of the customer and a keyed hash of the phone's E.164 form; support "
+    "and delivery get the values themselves, AES-GCM encrypted, which only a data steward holding the privacy "
+    "keyring can reveal (`ecommerce-lake privacy reveal`, audited).",
     {
         "customer_id": column(STRING, "Source-system customer id (internal key, kept out of curated).",
                               lineage=["raw.customers.customer_id"]),
@@ -48,6 +50,13 @@ customers = table(
         "phone_hash": column(STRING, "HMAC-SHA-256 of the phone number in E.164 (+254...); null if not a "
                              "Kenyan number.", nullable=True, checks=[pa.Check.str_matches(HEX64)],
                              lineage=["raw.customers.phone"], pii="hashed"),
+        "full_name_encrypted": column(STRING, "Full name as written in the export, encrypted (k<key version>:"
+                                      "<base64 AES-GCM>; the kept row's raw value).", nullable=True,
+                                      lineage=["raw.customers.full_name"], pii="encrypted"),
+        "email_encrypted": column(STRING, "Email address as written, encrypted.", nullable=True,
+                                  lineage=["raw.customers.email"], pii="encrypted"),
+        "phone_encrypted": column(STRING, "Phone number as written, encrypted.", nullable=True,
+                                  lineage=["raw.customers.phone"], pii="encrypted"),
         "county_text": column(STRING, "County as written in the export.", nullable=True,
                               lineage=["raw.customers.county"]),
         "county_code": column(INT, "Resolved county (0 = Unknown).", checks=[COUNTY_CODE_CHECK],
@@ -177,7 +186,8 @@ payments = table(
     day_column="paid_date",
 )
 
-def _rejects(name: str, tables: list[str], description: str, partitioned: bool) -> pa.DataFrameSchema:
+def _rejects(name: str, tables: list[str], description: str, partitioned: bool,
+             personal: bool = False) -> pa.DataFrameSchema:
     columns = {
         "table": column(STRING, "Landing table.", checks=[pa.Check.isin(tables)]),
         "rule": column(STRING, "First rule broken.", checks=[pa.Check.isin(list(REJECT_RULES))]),
@@ -188,8 +198,9 @@ def _rejects(name: str, tables: list[str], description: str, partitioned: bool) 
         "row_number": column(INT, "Data row number (1-based) in that file.", checks=[pa.Check.ge(1)]),
         "record_key": column(STRING, "The row's key as written (may be empty when the key is missing).",
                              nullable=True),
-        "original_values": column(STRING_MAP,
-                                  "Column -> value as it arrived; personal data replaced by [redacted]."),
+        "original_values": column(STRING_MAP, "Column -> value as it arrived" + (
+            "; personal values (a customer's name, email, phone, unknown columns and broken record) encrypted as "
+            "in raw." if personal else "."), pii="encrypted" if personal else None),
         "ingested_at": column(TIMESTAMP, "When the row was ingested into raw."),
     }
     if partitioned:
@@ -201,7 +212,8 @@ def _rejects(name: str, tables: list[str], description: str, partitioned: bool) 
 rejects = _rejects(
     "refined.rejects", ["customers", "products", "inventory"],
     "Every customers, products and inventory landing row that broke a row rule, with the rule, where it came from and its "
-    "original values (personal data redacted). Sales rows' rejects are in refined.sales_rejects.", False,
+    "original values (personal values encrypted). Sales rows' rejects are in refined.sales_rejects.", False,
+    personal=True,
 )
 sales_rejects = _rejects(
     "refined.sales_rejects", ["orders", "order_items", "payments"],

@@ -14,7 +14,7 @@ import dagster as dg
 from ecommerce_lake.defs.checks import TableChecks
 from ecommerce_lake.defs.keys import OPS_KEYS
 from ecommerce_lake.defs.resources import MIN_RETENTION_HOURS, MaintenanceConfig, QualityResource
-from ecommerce_lake.defs.tables import emit, table_asset
+from ecommerce_lake.defs.tables import asset_kwargs, emit, table_asset
 from ecommerce_lake.platform.lake import LakeResource, catalog_name
 from ecommerce_lake.schemas import ops as schemas
 from ecommerce_lake.schemas import BY_NAME
@@ -117,3 +117,6 @@ run_failures = dg.AssetSpec(
     description="Failed runs of this code location, one observation per failure (recorded by the "
     "run_failure_recorder sensor): job, run, batch, partitions, failed steps and the error.",
 )
+
+
+privacy_audit = dg.AssetSpec(**{**asset_kwargs(schemas.privacy_audit), "kinds": {"delta"}})

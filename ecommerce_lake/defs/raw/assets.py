@@ -24,9 +24,12 @@ from ecommerce_lake.defs.tables import asset_out, partitioning, require_together
 from ecommerce_lake.logic.frames import Held, kept_keys
 from ecommerce_lake.logic.raw.ingest import DAY_COLUMNS, assign_days, batch_log, plan_ingest, read_raw, shown
 from ecommerce_lake.logic.raw.plan import read_rows
+from ecommerce_lake.logic.refined import pii
 from ecommerce_lake.platform.io_manager import Replacing
 from ecommerce_lake.platform.lake import LakeError, LakeResource
 from ecommerce_lake.platform.landing import LandingResource
+from ecommerce_lake.platform.secrets import PrivacyKeysResource
+from ecommerce_lake.schemas import encrypted_columns
 from ecommerce_lake.schemas import raw as schemas
 
 BATCH_LOG_KEY = RAW_KEYS["batch_log"]
@@ -135,14 +138,16 @@ def _refuse_rows_outside(tables: dict, window: dg.TimeWindow, keys: dg.Partition
     "read again; incomplete batches (no _SUCCESS yet) are skipped.",
 )
 def raw_ingest(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource,
-               quality: QualityResource):
+               quality: QualityResource, privacy_keys: PrivacyKeysResource):
     if require_together(context, (*BATCH_TABLES, "batch_log"),
                         "raw.batch_log marks a batch ingested only with every table of it"):
-        yield from _ingest_batches(context, landing, lake)
-    yield from evaluate_checks(context, lake, quality, [CHECKS[name] for name in (*BATCH_TABLES, "batch_log")])
+        yield from _ingest_batches(context, landing, lake, privacy_keys)
+    yield from evaluate_checks(context, lake, quality, [CHECKS[name] for name in (*BATCH_TABLES, "batch_log")],
+                               privacy_keys=privacy_keys)
 
 
-def _ingest_batches(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource):
+def _ingest_batches(context: dg.AssetExecutionContext, landing: LandingResource, lake: LakeResource,
+                    privacy_keys: PrivacyKeysResource):
     spark = lake.session()
     plan, only = _selected_plan(context, landing, lake)
     ingested_at = _ingested_at()
@@ -161,6 +166,10 @@ def _ingest_batches(context: dg.AssetExecutionContext, landing: LandingResource,
     accepted_ids = [p.batch_id for p in plan.accepted]
     for name in BATCH_TABLES:
         df = read_raw(spark, landing, BY_NAME[name], plan.accepted, ingested_at)
+        if name in schemas.PERSONAL_FILES and accepted_ids:  # personal values never reach the lake in clear
+            keys = privacy_keys.spark_keys()
+            df = pii.seal(df, encrypted_columns(schemas.TABLES[name]), keys)
+            context.log.info(f"raw.{name}: personal columns encrypted with key k{keys.version}")
         yield dg.Output(Replacing(df, accepted_ids), output_name=name)
 
     file_rows: dict[str, dict[str, int]] = {}

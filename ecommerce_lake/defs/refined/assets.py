@@ -12,7 +12,7 @@ from ecommerce_lake.defs.tables import asset_out, emit, partitioning, selected, 
 from ecommerce_lake.logic.frames import Held
 from ecommerce_lake.logic.refined import refine
 from ecommerce_lake.platform.lake import LakeResource
-from ecommerce_lake.platform.secrets import PseudonymKeyResource
+from ecommerce_lake.platform.secrets import PrivacyKeysResource, PseudonymKeyResource
 from ecommerce_lake.platform.spark import SparkResource
 
 
@@ -44,15 +44,15 @@ def refined_counties(context: dg.AssetExecutionContext, spark: SparkResource, la
     "so each table's rows_accounted check sees the rejects written with it.",
 )
 def refine_reference(context: dg.AssetExecutionContext, raw_customers: DataFrame, raw_products: DataFrame,
-                     raw_inventory: DataFrame, pseudonym: PseudonymKeyResource, lake: LakeResource,
-                     quality: QualityResource):
+                     raw_inventory: DataFrame, pseudonym: PseudonymKeyResource, privacy_keys: PrivacyKeysResource,
+                     lake: LakeResource, quality: QualityResource):
     yield from emit(context, lake, quality, {
-        "customers": lambda: refine.refine_customers(raw_customers, pseudonym.key()),
+        "customers": lambda: refine.refine_customers(raw_customers, pseudonym.key(), privacy_keys.spark_keys()),
         "products": lambda: refine.refine_products(raw_products),
         "inventory": lambda: refine.refine_inventory(raw_inventory),
         "rejects": lambda: refine.rejects({"customers": raw_customers, "products": raw_products,
-                                           "inventory": raw_inventory}),
-    }, [CHECKS[t] for t in REFERENCE])
+                                           "inventory": raw_inventory}, privacy_keys.spark_keys()),
+    }, [CHECKS[t] for t in REFERENCE], privacy_keys=privacy_keys)
 
 
 @dg.multi_asset(

@@ -34,7 +34,8 @@ def rows_accounted(table: str) -> TableCheck:
                  "a kept row) or rejected: rows read = rows kept + duplicates collapsed + rows rejected.")
     def check(ctx: CheckContext) -> dg.AssetCheckResult:
         raw = ctx.read(raw_key, raw_day)  # the run's partitions (or the whole table)
-        parsed = refine.parse(table, raw, FIRST_DAY).select(*spec.key, *LINEAGE, "__content",
+        keys = ctx.values["privacy_keys"].spark_keys() if table in raw_schemas.PERSONAL_FILES else None
+        parsed = refine.parse(table, raw, FIRST_DAY, keys).select(*spec.key, *LINEAGE, "__content",
                                                             (F.size("_rules") > 0).alias("bad"))
         kept = ctx.read(key, day, columns=[*spec.key, *LINEAGE])
         counts = account_rows(

@@ -10,7 +10,7 @@ row, or rejected – the invariant checked by the ``rows_accounted`` asset check
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -50,12 +50,12 @@ from ecommerce_lake.logic.parsing import (
     present,
 )
 from ecommerce_lake.logic.frames import Held, kept_keys
+from ecommerce_lake.schemas import encrypted_columns
 from ecommerce_lake.schemas.spark import conform
 from ecommerce_lake.schemas import raw as raw_schemas
 from ecommerce_lake.schemas import refined as schemas
 
 LINEAGE = ("_batch_id", "_source_file", "_row_number", "_ingested_at")
-REDACTED = "[redacted]"
 
 CHANNEL_ALIASES = {"web": "web", "website": "web", "online": "web", "app": "app", "mobileapp": "app",
                    "android": "app", "ios": "app", "ussd": "ussd", "whatsapp": "whatsapp", "wa": "whatsapp"}
@@ -370,9 +370,21 @@ DATED_PARSERS: dict[str, Callable[[DataFrame, dt.date], DataFrame]] = {  # noqa:
 }
 
 
-def parse(table: str, raw: DataFrame, first_day: dt.date | None = None) -> DataFrame:
+def opened(table: str, raw: DataFrame, keys: pii.Keys | None) -> DataFrame:
+    """Raw rows of ``table`` with their encrypted personal columns decrypted (a no-op for the other tables): the
+    rules and the duplicate test read values, not ciphertexts (each encryption of a value differs)."""
+    if table not in raw_schemas.PERSONAL_FILES:
+        return raw
+    if keys is None:
+        raise ValueError(f"raw.{table} holds encrypted personal columns: parsing it needs the privacy keys")
+    return pii.unseal(raw, encrypted_columns(raw_schemas.TABLES[table]), keys)
+
+
+def parse(table: str, raw: DataFrame, first_day: dt.date | None = None, keys: pii.Keys | None = None) -> DataFrame:
     """Raw rows of landing table ``table`` parsed: typed values, ``_rules`` broken, ``__content``. Orders and
-    payments need ``first_day``, the lake's first day partition (rows dated before it break a rule)."""
+    payments need ``first_day``, the lake's first day partition (rows dated before it break a rule); customers
+    need the privacy ``keys`` (their personal columns are encrypted in raw)."""
+    raw = opened(table, raw, keys)
     if table in DATED_PARSERS:
         if first_day is None:
             raise ValueError(f"parsing {table} needs the lake's first day (first_day)")
@@ -393,9 +405,13 @@ def keep_latest(valid_rows: DataFrame, spec: LandingFile) -> DataFrame:
 
 
 # ---- refined tables --------------------------------------------------------------------------------
-def refine_customers(raw: DataFrame, pseudonym_key: bytes) -> DataFrame:
+def refine_customers(raw: DataFrame, pseudonym_key: bytes, keys: pii.Keys) -> DataFrame:
+    """The current version of each customer: pseudonymised for analysts, and name, email and phone encrypted for a
+    steward: the kept row's values as raw holds them (so a re-run writes the same bytes: each encryption of a value
+    differs)."""
     spark = raw.sparkSession
-    latest = keep_latest(valid(parse_customers(raw)), CUSTOMERS)
+    sealed = raw.withColumns({f"__carry_{c}": F.col(c) for c in raw_schemas.PII_COLUMNS["customers"]})
+    latest = keep_latest(valid(parse("customers", sealed, keys=keys)), CUSTOMERS)
     resolved = county_logic.resolve_county(latest, "county", "county", spark)
     resolved = resolved.withColumn("county_code", F.coalesce("county_code", F.lit(county_logic.UNKNOWN)))
     named = county_logic.attach_county_names(resolved, "county_code", spark)
@@ -404,6 +420,7 @@ def refine_customers(raw: DataFrame, pseudonym_key: bytes) -> DataFrame:
         pii.pseudonym(F.col("customer_id"), pseudonym_key, "customer").alias("customer_pseudonym"),
         pii.email_domain(F.col("email")).alias("email_domain"),
         pii.pseudonym(pii.e164_kenya(F.col("phone")), pseudonym_key, "phone").alias("phone_hash"),
+        *[F.col(f"__carry_{c}").alias(f"{c}_encrypted") for c in raw_schemas.PII_COLUMNS["customers"]],
         F.col("county").alias("county_text"),
         "county_code",
         "county_name",
@@ -586,22 +603,58 @@ def counties_table(spark) -> DataFrame:
 
 # ---- rejects ---------------------------------------------------------------------------------------
 def _original_values(spec: LandingFile) -> Column:
-    pii_columns = set(raw_schemas.PII_COLUMNS.get(spec.name, ()))
+    """Column -> value as the row arrived (and its unknown columns, and its broken record). A personal file's
+    personal values are taken from raw as they are there: encrypted."""
     pairs = []
     for c in spec.columns:
-        value = F.when(F.col(c).isNotNull(), F.lit(REDACTED)) if c in pii_columns else F.col(c)
-        pairs += [F.lit(c), value.cast("string")]
-    values = F.create_map(*pairs)
-    if pii_columns:  # unknown columns and broken records may hold personal data: keep only that they existed
-        corrupt = F.when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit(REDACTED))
-        extra = F.transform_values(F.coalesce(F.col(EXTRA_COLUMN), F.create_map().cast("map<string,string>")),
-                                   lambda k, v: F.lit(REDACTED))
-    else:
-        corrupt = F.col(CORRUPT_COLUMN)
-        extra = F.coalesce(F.col(EXTRA_COLUMN), F.create_map().cast("map<string,string>"))
-    values = F.map_concat(values, extra)
+        pairs += [F.lit(c), F.col(c).cast("string")]
+    values = F.map_concat(F.create_map(*pairs),
+                          F.coalesce(F.col(EXTRA_COLUMN), F.create_map().cast("map<string,string>")))
+    corrupt = F.col(CORRUPT_COLUMN)
     values = F.when(corrupt.isNotNull(), F.map_concat(values, F.create_map(F.lit(CORRUPT_COLUMN), corrupt))).otherwise(values)
     return F.map_filter(values, lambda k, v: v.isNotNull())
+
+
+def personal_entry(table: Column, name: Column) -> Column:
+    """Whether the rejects' ``original_values`` entry ``name`` of a row of landing table ``table`` is encrypted:
+    a personal file's personal columns, unknown columns and broken record."""
+    plain = [(t, [c for c in BY_NAME[t].columns if c not in raw_schemas.PII_COLUMNS[t]])
+             for t in raw_schemas.PERSONAL_FILES]
+    out = F.lit(False)
+    for t, cols in plain:
+        out = F.when(table == t, ~name.isin(cols)).otherwise(out)
+    return out
+
+
+def transform_encrypted(df: DataFrame, columns: Sequence[str], fn: Callable[[Column], Column]) -> DataFrame:
+    """``df`` with ``fn`` applied to every encrypted value of its encrypted ``columns``: a string column's values,
+    a map column's values (in a rejects table, only the entries :func:`personal_entry` names)."""
+    types = dict(df.dtypes)
+    out = {}
+    for c in columns:
+        if not types[c].startswith("map"):
+            out[c] = fn(F.col(c))
+        elif "table" in df.columns:
+            out[c] = F.transform_values(F.col(c), lambda k, v: F.when(personal_entry(F.col("table"), k), fn(v))
+                                        .otherwise(v))
+        else:
+            out[c] = F.transform_values(F.col(c), lambda k, v: fn(v))
+    return df.withColumns(out)
+
+
+def encrypted_values(df: DataFrame, columns: Sequence[str]) -> Column:
+    """Every encrypted value of a row, as one array (nulls left out)."""
+    types = dict(df.dtypes)
+    parts = []
+    for c in columns:
+        if not types[c].startswith("map"):
+            parts.append(F.array(F.col(c)))
+        elif "table" in df.columns:
+            parts.append(F.map_values(F.map_filter(F.col(c), lambda k, v: personal_entry(F.col("table"), k))))
+        else:
+            parts.append(F.map_values(F.col(c)))
+    both = F.concat(*[F.coalesce(p, F.array().cast("array<string>")) for p in parts])
+    return F.filter(both, lambda v: v.isNotNull())
 
 
 def _carry(raw: DataFrame, table: str) -> DataFrame:
@@ -632,13 +685,14 @@ def _reject_rows(parsed: DataFrame, table: str, partitioned: bool) -> DataFrame:
     )
 
 
-def rejects_of(raw: DataFrame, table: str) -> DataFrame:
-    """Rows of one (unpartitioned) raw table that break a row rule, in the rejects shape."""
-    return _reject_rows(UNDATED_PARSERS[table](_carry(raw, table)), table, partitioned=False)
+def rejects_of(raw: DataFrame, table: str, keys: pii.Keys | None = None) -> DataFrame:
+    """Rows of one (unpartitioned) raw table that break a row rule, in the rejects shape (their original values
+    carried before the personal columns are decrypted for the rules)."""
+    return _reject_rows(parse(table, _carry(raw, table), keys=keys), table, partitioned=False)
 
 
-def rejects(raw_tables: Mapping[str, DataFrame]) -> DataFrame:
-    parts = [rejects_of(df, table) for table, df in raw_tables.items()]
+def rejects(raw_tables: Mapping[str, DataFrame], keys: pii.Keys | None = None) -> DataFrame:
+    parts = [rejects_of(df, table, keys) for table, df in raw_tables.items()]
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p)
