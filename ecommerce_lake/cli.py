@@ -69,12 +69,15 @@ def cmd_setup(args: argparse.Namespace) -> int:
         ring = resources["privacy_keys"].keyring()
         print(f"privacy keyring: {ring.source} ({ring.describe()}; local development keys, outside the repo)")
     if settings.env == "prod" and settings.lake_root.startswith("s3a://"):
-        from ecommerce_lake.platform.bucket import ensure_bucket
+        from ecommerce_lake.platform.bucket import endpoint_uses_tls, ensure_bucket
 
         bucket = settings.lake_root[len("s3a://"):].split("/", 1)[0]
+        tls = endpoint_uses_tls(settings.s3_endpoint)
         report = ensure_bucket(resources["lake"].s3.get_client(), bucket, configure=settings.s3_configure_bucket,
-                               kms_key_id=settings.s3_kms_key_id)
-        print(f"lake bucket s3://{bucket}: encryption, versioning, public access block and TLS-only policy in place"
+                               kms_key_id=settings.s3_kms_key_id, require_tls=tls)
+        print(f"lake bucket s3://{bucket}: encryption, versioning, public access block"
+              + (" and TLS-only policy in place" if tls else f" in place (no TLS-only policy: the endpoint "
+                 f"{settings.s3_endpoint} is plain http, which it would lock out)")
               + (f" (configured {', '.join(report.configured)})" if report.configured else ""))
     home = ensure_dagster_home(settings)
     print(f"DAGSTER_HOME: {home}")

@@ -18,6 +18,7 @@ from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.lake_reader import LakeReaderResource
 from ecommerce_lake.platform.report_io import ReportIOManager
 from ecommerce_lake.platform.landing import LandingResource
+from ecommerce_lake.platform.bucket import endpoint_uses_tls
 from ecommerce_lake.platform.secrets import PrivacyKeysResource, PseudonymKeyResource
 from ecommerce_lake.platform.spark import SparkResource
 from ecommerce_lake.settings import Settings
@@ -64,6 +65,7 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
         root=settings.lake_root, spark=spark, s3=s3_resource(settings),
         verify_bucket=settings.env == "prod" and settings.lake_root.startswith("s3a://"),
         configure_bucket=settings.s3_configure_bucket, kms_key_id=settings.s3_kms_key_id,
+        require_tls=endpoint_uses_tls(settings.s3_endpoint),
     )
     return {
         "spark": spark,

@@ -100,28 +100,31 @@ def _fact_total(env: dict, root: str) -> tuple[Decimal, int]:
 
 
 def test_bucket_is_verified_and_configured_in_prod(s3, tmp_path):
+    """`setup` in prod refuses an unsafe lake bucket and configures it when allowed; with a KMS key id the bucket's
+    default encryption must be SSE-KMS with that key; through a TLS endpoint the bucket policy must deny plain
+    requests (required and configured by the same code: here its effect is shown on the server, which then
+    refuses the plain-http requests of this test)."""
+    from ecommerce_lake.platform.bucket import BucketNotSafe, ensure_bucket
+
     endpoint, client = s3
     client.create_bucket(Bucket="unsafe-lake")
-    env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://unsafe-lake/x", ECOMMERCE_LAKE_LANDING="s3://unsafe-lake/l")
     client.put_bucket_policy(Bucket="unsafe-lake", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "Analysts", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/analyst"},
          "Action": "s3:GetObject", "Resource": "arn:aws:s3:::unsafe-lake/*"}]}))
+    client.put_object(Bucket="unsafe-lake", Key="x/probe", Body=b"1")
+    env = _env(tmp_path, endpoint, ECOMMERCE_LAKE_ROOT="s3a://unsafe-lake/x", ECOMMERCE_LAKE_LANDING="s3://unsafe-lake/l")
     refused = _cli(["setup"], env)
     assert refused.returncode != 0
-    assert ("lacks default encryption, versioning, public access block, a TLS-only bucket policy"
-            in refused.stderr + refused.stdout), refused.stderr[-3000:]
+    assert "lacks default encryption, versioning, public access block." in refused.stderr + refused.stdout, \
+        refused.stderr[-3000:]
     ok = _cli(["setup"], {**env, "ECOMMERCE_LAKE_S3_CONFIGURE_BUCKET": "true"})
     assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "no TLS-only policy: the endpoint http://127.0.0.1" in ok.stdout  # it would lock this endpoint out
     rules = client.get_bucket_encryption(Bucket="unsafe-lake")["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert client.get_bucket_versioning(Bucket="unsafe-lake")["Status"] == "Enabled"
     block = client.get_public_access_block(Bucket="unsafe-lake")["PublicAccessBlockConfiguration"]
     assert all(block[k] for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"))
-    statements = json.loads(client.get_bucket_policy(Bucket="unsafe-lake")["Policy"])["Statement"]
-    assert [s["Sid"] for s in statements] == ["Analysts", "EcommerceLakeDenyInsecureTransport"]  # the old one kept
-    deny = statements[1]
-    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert set(deny["Resource"]) == {"arn:aws:s3:::unsafe-lake", "arn:aws:s3:::unsafe-lake/*"}
     assert _cli(["setup"], env).returncode == 0  # now safe: verified without configuring
 
     # SSE-KMS with a configured key: SSE-S3 no longer does; configured, the bucket's default is that key
@@ -135,6 +138,22 @@ def test_bucket_is_verified_and_configured_in_prod(s3, tmp_path):
     assert rule["ApplyServerSideEncryptionByDefault"] == {
         "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:us-east-1:123456789012:key/lake-key-1"}
     assert _cli(["setup"], kms).returncode == 0
+
+    # through a TLS endpoint the TLS-only policy is required, then configured (the bucket's own statement kept)
+    with pytest.raises(BucketNotSafe, match="lacks a TLS-only bucket policy"):
+        ensure_bucket(client, "unsafe-lake", configure=False, require_tls=True)
+    report = ensure_bucket(client, "unsafe-lake", configure=True, require_tls=True)
+    assert report.configured == ["TLS-only bucket policy"] and not report.missing
+    statements = json.loads(client.get_bucket_policy(Bucket="unsafe-lake")["Policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["Analysts", "EcommerceLakeDenyInsecureTransport"]
+    deny = statements[1]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(deny["Resource"]) == {"arn:aws:s3:::unsafe-lake", "arn:aws:s3:::unsafe-lake/*"}
+    assert ensure_bucket(client, "unsafe-lake", configure=False, require_tls=True).configured == []
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="403|AccessDenied"):  # the server enforces it: plain http is refused
+        client.get_object(Bucket="unsafe-lake", Key="x/probe")
 
 
 def test_prod_run_is_refused_at_start_without_a_safe_bucket_or_a_pseudonym_key(s3, landing_data, tmp_path):

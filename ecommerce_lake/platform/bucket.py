@@ -52,10 +52,18 @@ def _denies_insecure_transport(statement: dict, bucket: str) -> bool:
             and str(condition.get("aws:SecureTransport", "")).lower() == "false")
 
 
+def endpoint_uses_tls(endpoint: str) -> bool:
+    """Whether requests to the S3 endpoint use TLS (AWS's own endpoints, or an https:// one). A TLS-only bucket
+    policy makes a bucket unusable through a plain http:// endpoint (a local S3 server, MinIO in a private
+    network), so it is required only when the endpoint uses TLS."""
+    return not endpoint or endpoint.lower().startswith("https://")
+
+
 @dataclass
 class BucketReport:
     bucket: str
     kms_key_id: str = ""  # required SSE-KMS key (empty: SSE-S3 or SSE-KMS both do)
+    require_tls: bool = True
     encryption: bool = False
     versioning: bool = False
     public_access_blocked: bool = False
@@ -67,7 +75,7 @@ class BucketReport:
         encryption = f"default encryption with SSE-KMS key {self.kms_key_id}" if self.kms_key_id else "default encryption"
         return [name for name, ok in ((encryption, self.encryption), ("versioning", self.versioning),
                                       ("public access block", self.public_access_blocked),
-                                      ("a TLS-only bucket policy", self.tls_only)) if not ok]
+                                      ("a TLS-only bucket policy", self.tls_only or not self.require_tls)) if not ok]
 
 
 def _kms_matches(rule: dict, kms_key_id: str) -> bool:
@@ -77,10 +85,10 @@ def _kms_matches(rule: dict, kms_key_id: str) -> bool:
                                                           or kms_key_id.endswith("/" + key) and bool(key))
 
 
-def inspect_bucket(client, bucket: str, kms_key_id: str = "") -> BucketReport:
+def inspect_bucket(client, bucket: str, kms_key_id: str = "", require_tls: bool = True) -> BucketReport:
     from botocore.exceptions import ClientError
 
-    report = BucketReport(bucket, kms_key_id)
+    report = BucketReport(bucket, kms_key_id, require_tls)
     client.head_bucket(Bucket=bucket)  # raises if missing or not allowed
     try:
         rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -123,10 +131,11 @@ def _add_tls_only(client, bucket: str) -> None:
     client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
 
 
-def ensure_bucket(client, bucket: str, configure: bool, kms_key_id: str = "") -> BucketReport:
+def ensure_bucket(client, bucket: str, configure: bool, kms_key_id: str = "", require_tls: bool = True) -> BucketReport:
     """Verify the bucket; configure what is missing when allowed; raise BucketNotSafe otherwise. With
-    ``kms_key_id`` (ECOMMERCE_LAKE_S3_KMS_KEY_ID) the default encryption must be SSE-KMS with that key."""
-    report = inspect_bucket(client, bucket, kms_key_id)
+    ``kms_key_id`` (ECOMMERCE_LAKE_S3_KMS_KEY_ID) the default encryption must be SSE-KMS with that key; with
+    ``require_tls`` (:func:`endpoint_uses_tls`) the bucket policy must deny requests without TLS."""
+    report = inspect_bucket(client, bucket, kms_key_id, require_tls)
     if report.missing and configure:
         if not report.encryption:
             default = ({"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_id} if kms_key_id
@@ -145,12 +154,13 @@ def ensure_bucket(client, bucket: str, configure: bool, kms_key_id: str = "") ->
         if not report.public_access_blocked:
             client.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
             report.configured.append("public access block")
-        if not report.tls_only:
+        if require_tls and not report.tls_only:
             _add_tls_only(client, bucket)
             report.configured.append("TLS-only bucket policy")
         for item in report.configured:
             log.info("s3://%s: configured %s", bucket, item)
-        report = BucketReport(**{**inspect_bucket(client, bucket, kms_key_id).__dict__, "configured": report.configured})
+        report = BucketReport(**{**inspect_bucket(client, bucket, kms_key_id, require_tls).__dict__,
+                                 "configured": report.configured})
     if report.missing:
         raise BucketNotSafe(
             f"lake bucket s3://{bucket} lacks {', '.join(report.missing)}. Configure it, or set "

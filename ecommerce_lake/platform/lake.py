@@ -102,6 +102,8 @@ class LakeResource(dg.ConfigurableResource):
                                    "versioning, public access block, TLS-only policy) instead of failing.")
     kms_key_id: str = Field(default="", description="SSE-KMS key the bucket's default encryption must use "
                             "(empty: SSE-S3 or any SSE-KMS key).")
+    require_tls: bool = Field(default=True, description="Require a bucket policy denying requests without TLS "
+                              "(not with a plain http:// S3 endpoint, which it would lock out).")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.verify_bucket and self.root.startswith("s3a://"):
@@ -109,7 +111,7 @@ class LakeResource(dg.ConfigurableResource):
 
             bucket = self.root[len("s3a://"):].split("/", 1)[0]
             report = ensure_bucket(self.s3.get_client(), bucket, configure=self.configure_bucket,
-                                   kms_key_id=self.kms_key_id)
+                                   kms_key_id=self.kms_key_id, require_tls=self.require_tls)
             if context.log and report.configured:
                 context.log.info(f"lake bucket s3://{bucket}: configured {', '.join(report.configured)}")
 
