@@ -67,7 +67,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         resources["pseudonym"].key()
         print(f"pseudonymisation key: {settings.pseudonym_key_file} (local development key, outside the repo)")
         ring = resources["privacy_keys"].keyring()
-        print(f"privacy keyring: {ring.source} ({ring.describe()}; local development keys, outside the repo)")
+        print(f"privacy keyring: {ring.source}: {ring.describe()} (local development keys, outside the repo)")
     if settings.env == "prod" and settings.lake_root.startswith("s3a://"):
         from ecommerce_lake.platform.bucket import endpoint_uses_tls, ensure_bucket
 
@@ -341,7 +341,8 @@ def cmd_privacy(args: argparse.Namespace) -> int:
             print(f"privacy init: {exc}", file=sys.stderr)
             return 3
         return 0
-    lake = build_resources(settings)["lake"]
+    resources = build_resources(settings)
+    lake = resources["lake"]
     file = settings.privacy_keyring_file
     try:
         if args.action == "reveal":
@@ -349,7 +350,8 @@ def cmd_privacy(args: argparse.Namespace) -> int:
             for name, value in outcome.fields.items():
                 print(f"{name:>18}: {value if value is not None else '(none)'}")
         elif args.action == "forget":
-            outcome = privacy.forget(lake, file, args.customer_id, args.reason, args.actor)
+            outcome = privacy.forget(lake, file, args.customer_id, args.reason, args.actor,
+                                     landing=resources["landing"])
         elif args.action == "rotate-key":
             outcome = privacy.rotate_key(lake, file, args.reason, args.actor)
         elif args.action == "retire-key":

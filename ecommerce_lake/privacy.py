@@ -124,8 +124,25 @@ def _require_reason(reason: str) -> None:
         raise PrivacyRefused("refused: give the request's reason (--reason, at least 5 characters); it is audited")
 
 
+def landing_files_naming(landing, customer_id: str) -> list[str]:
+    """The landing zone's customers files with a row naming the customer (its id as a field): the lake does not
+    change the source system's exports, so a steward is told where they still are."""
+    import csv
+    import io
+
+    found = []
+    for batch in landing.list_batches():
+        for name in batch.files:
+            if name.lower() != "customers.csv":
+                continue
+            rows = csv.reader(io.StringIO(landing.read_text(batch.batch_id, name)))
+            if any(customer_id in (field.strip() for field in row) for row in rows):
+                found.append(f"{batch.batch_id}/{name}")
+    return found
+
+
 def forget(lake: LakeResource, keyring_file: str, customer_id: str, reason: str, actor: str | None = None,
-           retention_hours: int = 168) -> Outcome:
+           retention_hours: int = 168, landing=None) -> Outcome:
     """Erase a customer's personal data from every table holding it, one Delta commit per table, and record the
     request. The customer's de-identified sales stay (the figures stay right); the pseudonym, county and sign-up
     day stay (no longer linked to a name, email or phone). Earlier table versions keep their files until VACUUM
@@ -180,8 +197,9 @@ def forget(lake: LakeResource, keyring_file: str, customer_id: str, reason: str,
 
     touched = {k: str(v) for k, v in counts.items()}
     found = any(counts.values())
+    exports = landing_files_naming(landing, customer_id) if landing is not None else []
     event = audit(lake, "forget", actor, reason, "done" if found else "not_found", customer_id,
-                  {**touched, "retention_hours": str(retention_hours)})
+                  {**touched, "retention_hours": str(retention_hours), "landing_files_naming_it": str(len(exports))})
     if not found:
         return Outcome(f"no personal data of customer {customer_id!r} in the lake (request recorded as {event})",
                        {"event_id": event, **touched})
@@ -191,7 +209,10 @@ def forget(lake: LakeResource, keyring_file: str, customer_id: str, reason: str,
         + ", ".join(f"{t} ({n} row(s))" for t, n in counts.items())
         + f"; recorded as {event}. Earlier table versions still hold it until the Delta maintenance VACUUM deletes "
         f"their files, once older than the retention ({retention_hours} h): from {purge:%Y-%m-%d %H:%M} UTC "
-        "(`ecommerce-lake run --select ops/delta_maintenance`, daily by schedule).",
+        "(`ecommerce-lake run --select ops/delta_maintenance`, daily by schedule)."
+        + (f" The landing zone (the source system's exports, which the lake does not change) still names the "
+           f"customer in {len(exports)} file(s): {', '.join(exports[:10])}{' ...' if len(exports) > 10 else ''}; "
+           "delete the rows there under the exports' retention." if exports else ""),
         {"event_id": event, **touched})
 
 

@@ -5,6 +5,7 @@ run processes) through ``ECOMMERCE_LAKE_SPARK_REMOTE``; temporary lake roots."""
 from __future__ import annotations
 
 import datetime as dt
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,12 @@ import pytest
 
 from ecommerce_lake.platform.dagster_storage import instance_yaml
 from ecommerce_lake.settings import Settings
+
+# A suite started in the background of a non-interactive shell (`bash .ci/run &`) inherits SIGINT ignored, and so
+# would every process it starts: the servers the tests stop with Ctrl-C (`ecommerce-lake ui`, `dashboard`) would
+# never stop. Processes started from here get the default disposition back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

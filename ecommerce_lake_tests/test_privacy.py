@@ -190,10 +190,10 @@ def _audit(lake: LakeResource) -> list[dict]:
     return [r.asDict() for r in lake.read(dg.AssetKey(["ops", "privacy_audit"])).orderBy("requested_at").collect()]
 
 
-def _cli(args: list[str], root: Path, ring: Path, engine_url: str) -> subprocess.CompletedProcess:
+def _cli(args: list[str], root: Path, ring: Path, engine_url: str, landing: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "ECOMMERCE_LAKE_PRIVACY_KEYRING"}
     env.update({"ECOMMERCE_LAKE_ROOT": str(root), "ECOMMERCE_LAKE_PRIVACY_KEYRING_FILE": str(ring),
-                "ECOMMERCE_LAKE_SPARK_REMOTE": engine_url})
+                "ECOMMERCE_LAKE_SPARK_REMOTE": engine_url, "ECOMMERCE_LAKE_LANDING": landing})
     return subprocess.run([str(BIN / "ecommerce-lake"), "privacy", *args], env=env, capture_output=True, text=True,
                           timeout=600, cwd=REPO)
 
@@ -215,12 +215,12 @@ def test_a_steward_reveals_rotates_retires_and_forgets(lake_run, settings, resou
 
     # reveal: refused without the keyring (and the attempt recorded), then the landed values, audited
     out = _cli(["reveal", "--customer-id", victim["customer_id"], "--reason", "delivery follow-up"], root,
-               tmp_path / "nowhere.json", engine_url)
+               tmp_path / "nowhere.json", engine_url, settings.landing_root)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "no privacy keyring in this environment" in out.stderr
     assert src["email"].strip() not in out.stdout + out.stderr
     out = _cli(["reveal", "--customer-id", victim["customer_id"], "--reason", "delivery follow-up",
-                "--actor", "steward-1"], root, ring, engine_url)
+                "--actor", "steward-1"], root, ring, engine_url, settings.landing_root)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     for col in PERSONAL:
         assert f": {src[col]}" in out.stdout, col
@@ -277,10 +277,13 @@ def test_a_steward_reveals_rotates_retires_and_forgets(lake_run, settings, resou
     assert _found(theirs, opened) and not _found(theirs, plain_text)
     rows_before = lake.read(REFINED_KEYS["customers"]).count()
     out = _cli(["forget", "--customer-id", victim["customer_id"], "--reason", "erasure request 2026-118"], root, ring,
-               engine_url)
+               engine_url, settings.landing_root)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "personal data erased" in out.stdout and "VACUUM" in out.stdout
     assert re.search(r"refined\.rejects \([1-9][0-9]* row", out.stdout), out.stdout
+    exports = {f"{r.batch}/customers.csv" for r in lake_run.landing.rows["customers"]
+               if (r.values.get("customer_id") or "").strip() == victim["customer_id"]}
+    assert exports and all(e in out.stdout for e in exports), out.stdout  # where the exports still name them
     now = lake.read(REFINED_KEYS["customers"]).where(F.col("customer_id") == victim["customer_id"]).collect()
     assert len(now) == 1 and lake.read(REFINED_KEYS["customers"]).count() == rows_before  # the customer stays
     kept = now[0]
@@ -303,7 +306,7 @@ def test_a_steward_reveals_rotates_retires_and_forgets(lake_run, settings, resou
     assert not _found(theirs, opened | plain_text)
     assert _audit(lake)[-1]["action"] == "forget" and _audit(lake)[-1]["customer_id"] == victim["customer_id"]
 
-    status = _cli(["status"], root, ring, engine_url)
+    status = _cli(["status"], root, ring, engine_url, settings.landing_root)
     assert status.returncode == 0, status.stderr[-3000:]
     assert "k1 (retired" in status.stdout and "k2 (active)" in status.stdout and "refined.customers: k2" in status.stdout
 

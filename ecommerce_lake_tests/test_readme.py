@@ -97,6 +97,10 @@ def _assert_output(command: str, result: subprocess.CompletedProcess) -> None:
         assert "county_code" in result.stdout and "on engine sc://" in result.stderr, result.stderr
     if "engine start" in command:  # the test session's engine serves this lake's configuration
         assert "already running" in result.stdout, result.stdout
+    if "privacy status" in command:  # the demo's lake: encrypted with the local keyring's first key
+        assert "k1 (active)" in result.stdout and "refined.customers: k1" in result.stdout, result.stdout
+    if "privacy reveal" in command:
+        assert "recorded in ops.privacy_audit" in result.stdout, result.stdout
     if "stream run" in command:  # the replayed landing zone reconciles with curated.daily_sales (blocking)
         assert "SUCCESS" in result.stdout and "realtime/county_sales_5min" in result.stdout, result.stdout
 
