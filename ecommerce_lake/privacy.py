@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from pyspark.sql import functions as F
 from ecommerce_lake import schemas
 from ecommerce_lake.defs.keys import OPS_KEYS, RAW_KEYS, REFINED_KEYS, key_of
 from ecommerce_lake.logic.refined import pii
-from ecommerce_lake.logic.refined.refine import encrypted_values, personal_entry, transform_encrypted
+from ecommerce_lake.logic.refined.refine import key_version_counts, personal_entry, transform_encrypted
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.secrets import KEYRING_ENV, Keyring, KeyringUnavailable, load_keyring
 from ecommerce_lake.schemas import raw as raw_schemas
@@ -73,15 +74,9 @@ def _customer_rows(df: DataFrame, customer_id: str, keys: pii.Keys) -> F.Column:
     """Rows of raw.customers that belong to the customer: by id, or (a broken record without a usable id) by the
     id appearing as a field of the decrypted record."""
     by_id = F.trim(F.col("customer_id")) == customer_id
-    field_re = r'(^|,)\s*"?' + _re_escape(customer_id) + r'"?\s*(,|$)'
+    field_re = r'(^|,)\s*"?' + re.escape(customer_id) + r'"?\s*(,|$)'
     in_record = F.col("_corrupt_record").isNotNull() & pii.decrypt(F.col("_corrupt_record"), keys.readable).rlike(field_re)
     return by_id | F.coalesce(in_record, F.lit(False))
-
-
-def _re_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 def reveal(lake: LakeResource, keyring_file: str, customer_id: str, reason: str, actor: str | None = None) -> Outcome:
@@ -224,10 +219,9 @@ def _rotate_table(lake: LakeResource, schema, keys: pii.Keys) -> tuple[int, int]
         return 0, 0
     columns = schemas.encrypted_columns(schema)
     df = lake.read(key)
-    versions = df.select(F.explode(encrypted_values(df, columns)).alias("v")).groupBy(
-        pii.key_version(F.col("v")).alias("version")).count().collect()
-    moved = sum(int(r["count"]) for r in versions if r["version"] != keys.version)
-    kept = sum(int(r["count"]) for r in versions if r["version"] == keys.version)
+    counts = key_version_counts(df, columns)
+    moved = sum(n for v, n in counts.items() if v != keys.version)
+    kept = counts.get(keys.version, 0)
     if moved:
         out = transform_encrypted(df, columns, lambda v: pii.reencrypt(v, keys.readable, keys.key, keys.version))
         lake.write(out, key, commit_info={"privacy": "rotate_key", "key_version": keys.version})
@@ -264,11 +258,7 @@ def usage(lake: LakeResource) -> dict[str, dict[int, int]]:
         key = key_of(schema)
         if not lake.exists(key):
             continue
-        df = lake.read(key)
-        v = F.col("v")
-        rows = df.select(F.explode(encrypted_values(df, schemas.encrypted_columns(schema))).alias("v")).groupBy(
-            F.when(v.rlike(pii.ENCRYPTED_PATTERN), pii.key_version(v)).otherwise(-1).alias("version")).count().collect()
-        out[schema.name] = {int(r["version"]): int(r["count"]) for r in rows}
+        out[schema.name] = key_version_counts(lake.read(key), schemas.encrypted_columns(schema))
     return out
 
 

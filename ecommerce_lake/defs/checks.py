@@ -22,7 +22,6 @@ from typing import Any
 
 import dagster as dg
 import pandera.pyspark as pa
-from pyspark.sql import functions as F
 
 from ecommerce_lake.defs.keys import key_of
 from ecommerce_lake.defs.resources import QualityResource
@@ -226,15 +225,10 @@ def personal_data_encrypted(key: dg.AssetKey, columns: Sequence[str]) -> TableCh
                  "(k<version>:<base64 AES-GCM>) with a key of the privacy keyring that is not retired; the metadata "
                  "counts the values per key version.")
     def check(ctx: CheckContext) -> dg.AssetCheckResult:
-        from ecommerce_lake.logic.refined import pii
-        from ecommerce_lake.logic.refined.refine import encrypted_values
+        from ecommerce_lake.logic.refined.refine import key_version_counts
 
         ring = ctx.values["privacy_keys"].keyring()
-        df = ctx.lake.read(key)
-        values = df.select(F.explode(encrypted_values(df, columns)).alias("v"))
-        version = F.when(F.col("v").rlike(pii.ENCRYPTED_PATTERN), pii.key_version(F.col("v"))).otherwise(-1)
-        counts = {int(r["version"]): int(r["n"]) for r in
-                  values.groupBy(version.alias("version")).agg(F.count(F.lit(1)).alias("n")).collect()}
+        counts = key_version_counts(ctx.lake.read(key), columns)
         plain = counts.pop(-1, 0)
         retired = {v: n for v, n in counts.items() if v in ring.retired}
         unknown = {v: n for v, n in counts.items() if v not in ring.versions}

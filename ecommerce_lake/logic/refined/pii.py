@@ -9,7 +9,7 @@ block. The two padded keys are constants computed here, so the whole HMAC is pla
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -112,28 +112,27 @@ class Keys:
         return self.readable[self.version]
 
 
-def _map_values(column: Column, fn) -> Column:
-    return F.transform_values(column, lambda k, v: fn(v))
+def transform(df: DataFrame, columns: Sequence[str], fn: Callable[[Column], Column],
+              entry: Callable[[Column], Column] | None = None) -> DataFrame:
+    """``df`` with ``fn`` applied to every encrypted value of its encrypted ``columns``: a string column's values,
+    a map column's values (only the entries whose key ``entry`` accepts, when given)."""
+    types = dict(df.dtypes)
+    out = {}
+    for c in columns:
+        if not types[c].startswith("map"):
+            out[c] = fn(F.col(c))
+        elif entry is not None:
+            out[c] = F.transform_values(F.col(c), lambda k, v: F.when(entry(k), fn(v)).otherwise(v))
+        else:
+            out[c] = F.transform_values(F.col(c), lambda k, v: fn(v))
+    return df.withColumns(out)
 
 
 def seal(df: DataFrame, columns: Sequence[str], keys: Keys) -> DataFrame:
     """``df`` with its personal ``columns`` encrypted (string columns; a map column's values)."""
-    types = dict(df.dtypes)
-    return df.withColumns({
-        c: (_map_values(F.col(c), lambda v: encrypt(v, keys.key, keys.version)) if types[c].startswith("map")
-            else encrypt(F.col(c), keys.key, keys.version))
-        for c in columns})
+    return transform(df, columns, lambda v: encrypt(v, keys.key, keys.version))
 
 
 def unseal(df: DataFrame, columns: Sequence[str], keys: Keys) -> DataFrame:
     """``df`` with its encrypted ``columns`` decrypted (the inverse of :func:`seal`)."""
-    types = dict(df.dtypes)
-    return df.withColumns({
-        c: (_map_values(F.col(c), lambda v: decrypt(v, keys.readable)) if types[c].startswith("map")
-            else decrypt(F.col(c), keys.readable))
-        for c in columns})
-
-
-def is_encrypted(value: Column) -> Column:
-    """True for an encrypted value (and for null)."""
-    return value.isNull() | value.rlike(ENCRYPTED_PATTERN)
+    return transform(df, columns, lambda v: decrypt(v, keys.readable))

@@ -626,35 +626,38 @@ def personal_entry(table: Column, name: Column) -> Column:
     return out
 
 
+def _entry(df: DataFrame) -> Callable[[Column], Column] | None:
+    """In a rejects table, which original-values entries are encrypted (:func:`personal_entry`); elsewhere all."""
+    return (lambda k: personal_entry(F.col("table"), k)) if "table" in df.columns else None
+
+
 def transform_encrypted(df: DataFrame, columns: Sequence[str], fn: Callable[[Column], Column]) -> DataFrame:
-    """``df`` with ``fn`` applied to every encrypted value of its encrypted ``columns``: a string column's values,
-    a map column's values (in a rejects table, only the entries :func:`personal_entry` names)."""
-    types = dict(df.dtypes)
-    out = {}
-    for c in columns:
-        if not types[c].startswith("map"):
-            out[c] = fn(F.col(c))
-        elif "table" in df.columns:
-            out[c] = F.transform_values(F.col(c), lambda k, v: F.when(personal_entry(F.col("table"), k), fn(v))
-                                        .otherwise(v))
-        else:
-            out[c] = F.transform_values(F.col(c), lambda k, v: fn(v))
-    return df.withColumns(out)
+    """``df`` with ``fn`` applied to every encrypted value of its encrypted ``columns`` (in a rejects table, only
+    the entries :func:`personal_entry` names)."""
+    return pii.transform(df, columns, fn, _entry(df))
 
 
 def encrypted_values(df: DataFrame, columns: Sequence[str]) -> Column:
     """Every encrypted value of a row, as one array (nulls left out)."""
-    types = dict(df.dtypes)
+    types, entry = dict(df.dtypes), _entry(df)
     parts = []
     for c in columns:
         if not types[c].startswith("map"):
             parts.append(F.array(F.col(c)))
-        elif "table" in df.columns:
-            parts.append(F.map_values(F.map_filter(F.col(c), lambda k, v: personal_entry(F.col("table"), k))))
         else:
-            parts.append(F.map_values(F.col(c)))
+            kept = F.col(c) if entry is None else F.map_filter(F.col(c), lambda k, v: entry(k))
+            parts.append(F.map_values(kept))
     both = F.concat(*[F.coalesce(p, F.array().cast("array<string>")) for p in parts])
     return F.filter(both, lambda v: v.isNotNull())
+
+
+def key_version_counts(df: DataFrame, columns: Sequence[str]) -> dict[int, int]:
+    """The encrypted values of ``columns`` per key version (-1: values that are not encrypted), in one query."""
+    v = F.col("v")
+    version = F.when(v.rlike(pii.ENCRYPTED_PATTERN), pii.key_version(v)).otherwise(-1)
+    rows = (df.select(F.explode(encrypted_values(df, columns)).alias("v"))
+            .groupBy(version.alias("version")).count().collect())
+    return {int(r["version"]): int(r["count"]) for r in rows}
 
 
 def _carry(raw: DataFrame, table: str) -> DataFrame:
