@@ -16,6 +16,7 @@ from ecommerce_lake.defs.resources import KNOBS
 from ecommerce_lake.platform.io_manager import DeltaIOManager
 from ecommerce_lake.platform.lake import LakeResource
 from ecommerce_lake.platform.lake_reader import LakeReaderResource
+from ecommerce_lake.platform.models import ModelRegistryResource, default_tracking
 from ecommerce_lake.platform.report_io import ReportIOManager
 from ecommerce_lake.platform.landing import LandingResource
 from ecommerce_lake.platform.bucket import endpoint_uses_tls
@@ -57,6 +58,14 @@ def s3_resource(settings: Settings) -> S3Resource:
     return S3Resource(region_name=settings.s3_region, endpoint_url=settings.s3_endpoint or None)
 
 
+def model_registry(settings: Settings) -> ModelRegistryResource:
+    """MLflow: the configured tracking server, else the home's embedded store."""
+    if settings.mlflow_tracking_uri:
+        return ModelRegistryResource(tracking_uri=settings.mlflow_tracking_uri)
+    uri, artifacts = default_tracking(settings.home)
+    return ModelRegistryResource(tracking_uri=uri, artifact_root=artifacts)
+
+
 def build_resources(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Every resource of the environment ``settings`` describes; the knobs from ``environ`` (default: the
     process's environment variables)."""
@@ -79,5 +88,6 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
                                             generate_if_missing=settings.env == "local"),
         "lake_reader": LakeReaderResource(root=settings.lake_root, s3_endpoint=settings.s3_endpoint,
                                           s3_region=settings.s3_region, s3_path_style=settings.s3_path_style),
+        "model_registry": model_registry(settings),
         **{key: knob.from_env(environ) for key, knob in KNOBS.items()},
     }

@@ -83,8 +83,8 @@ def as_of_config(graph, keys, as_of: str) -> dict:
             if "as_of" in getattr(op.config_schema.as_field().config_type, "fields", {}):
                 ops[op.name] = {"config": {"as_of": as_of}}
     if not ops:
-        raise AsOfError(f"--as-of {as_of}: no selected asset is computed for a day (select ml/rfm_scores or "
-                         "ml/sales_forecast)")
+        raise AsOfError(f"--as-of {as_of}: no selected asset is computed for a day (select ml/rfm_scores, "
+                         "ml/forecast_model or ml/sales_forecast)")
     return ops
 
 

@@ -138,6 +138,9 @@ class Settings:
     # (a database per layer: <prefix>_<layer>)
     glue_endpoint: str = ""
     glue_database_prefix: str = "ecommerce_lake"
+    # MLflow tracking and model registry of the forecast model: empty locally = an embedded store (SQLite and
+    # artifacts under <home>/mlflow); a tracking server's http(s):// URI in production
+    mlflow_tracking_uri: str = ""
     # the first day partition; read by defs/partitions.py when the definitions load (shown by `config`)
     partitions_start: str = "2023-01-01"
 

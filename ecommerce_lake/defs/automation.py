@@ -10,9 +10,9 @@ code location at the root (``definitions.py``), and the sensor that evaluates th
   once the blocking checks upstream passed;
 * all-time tables refresh when any upstream partition was updated, once nothing upstream runs (a backlog of
   batches ends in one refresh);
-* the ml group and maintenance follow cron ticks (Africa/Nairobi): segments daily at 04:00, forecast training on
-  Monday at 03:00 (county demand and the inventory recommendations follow a new forecast eagerly), Delta
-  maintenance daily at 01:30.
+* the ml group and maintenance follow cron ticks (Africa/Nairobi): segments and the champion's forecast daily at
+  04:00, the forecast model's training on Monday at 03:00 (county demand and the inventory recommendations follow
+  a new forecast eagerly), Delta maintenance daily at 01:30.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ecommerce_lake.core.contract import NAIROBI_TZ
-from ecommerce_lake.defs.keys import ML_KEYS, OPS_KEYS
+from ecommerce_lake.defs.keys import FORECAST_MODEL, ML_KEYS, OPS_KEYS
 from ecommerce_lake.defs.raw.sensors import RAW_ALL
 
 # A day partition refreshes when its upstream partitions were updated – whichever day (status updates land in old
@@ -54,7 +54,9 @@ DAILY_MAINTENANCE = cron_condition("30 1 * * *", "daily maintenance at 01:30 Nai
 # Assets whose condition is not their layer's default
 CONDITIONS: dict[dg.AssetKey, dg.AutomationCondition] = {
     **{ML_KEYS[t]: DAILY_SCORING for t in ("rfm_scores", "customer_clusters", "segment_summary")},
-    **{ML_KEYS[t]: WEEKLY_TRAINING for t in ("sales_forecast", "forecast_backtest")},
+    **{ML_KEYS[t]: WEEKLY_TRAINING for t in ("forecast_backtest",)},
+    FORECAST_MODEL: WEEKLY_TRAINING,
+    ML_KEYS["sales_forecast"]: DAILY_SCORING,
     OPS_KEYS["delta_maintenance"]: DAILY_MAINTENANCE,
 }
 NO_CONDITION_GROUPS = ("raw", "realtime")  # the landing sensor's; the Kafka sensor's

@@ -24,3 +24,6 @@ ML_KEYS = _keys(ml.ALL)
 OPS_KEYS = _keys(ops.ALL)
 REALTIME_KEYS = _keys(realtime.ALL)
 INSIGHTS_KEYS = _keys(insights.ALL)
+
+# not a table: the forecast model, a version of a registered MLflow model per training (platform/models.py)
+FORECAST_MODEL = dg.AssetKey(["ml", "forecast_model"])

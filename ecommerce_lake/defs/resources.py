@@ -68,14 +68,17 @@ class ForecastConfig(FromEnvironment, dg.ConfigurableResource):
     as_of: str = Field("", description="Forecast origin YYYY-MM-DD; empty: the latest order date.")
     train_days: int = Field(ForecastParams.train_days, ge=56, description="Target days each model trains on.")
     origins: int = Field(ForecastParams.origins, ge=3, description="Rolling backtest origins, 28 days apart.")
-    max_iter: int = Field(ForecastParams.max_iter, ge=1, description="Trees of the gradient-boosted model.")
+    max_iter: int = Field(ForecastParams.max_iter, ge=1, description="Iterations of the Poisson regression's fit "
+                          "(iteratively reweighted least squares) at most.")
     max_zero_rows: int = Field(ForecastParams.max_zero_rows, ge=1000, description="Zero-demand days per model at "
                                "most.")
+    reg_param: float = Field(ForecastParams.reg_param, ge=0, description="Ridge penalty of the Poisson regression's "
+                             "coefficients.")
     _day = field_validator("as_of")(_iso_day)
 
     def params(self) -> ForecastParams:
         return ForecastParams(train_days=self.train_days, origins=self.origins, max_iter=self.max_iter,
-                              max_zero_rows=self.max_zero_rows)
+                              max_zero_rows=self.max_zero_rows, reg_param=self.reg_param)
 
 
 class InventoryPolicyConfig(FromEnvironment, dg.ConfigurableResource):

@@ -85,8 +85,9 @@ KNOWN_COUNTY = pa.Check.in_range(1, 47)
 sales_forecast = table(
     "ml.sales_forecast",
     "Daily unit forecasts for the next 28 days of every product x county series that sold in the 90 days up to "
-    "the forecast origin: one global gradient-boosted-trees model (Spark ML) on lag (>= 28 days), rolling, "
-    "calendar, price, discount, category and county features; P90 from the series' backtest errors.",
+    "the forecast origin: one global Poisson regression with a log link (Spark ML) on the logs of the series', its "
+    "product's and its county's rates (as of 28 days or more before the day) and calendar features; P90 from the "
+    "series' backtest errors.",
     {
         "product_id": column(STRING, "Product id.", lineage=["curated.daily_sales.product_id"]),
         "county_code": column(INT, "County (1..47).", checks=[KNOWN_COUNTY], lineage=["curated.daily_sales.county_code"]),
@@ -95,7 +96,7 @@ sales_forecast = table(
         "forecast_date": column(DATE, "Day forecast."),
         "horizon_days": column(INT, "Days after the origin (1..28).", checks=[HORIZON]),
         "forecast_units": column(DOUBLE, "Point forecast of units (the expected value).", checks=[NON_NEGATIVE],
-                                 lineage=["curated.daily_sales.units", "curated.fact_sales.discount_kes"]),
+                                 lineage=["curated.daily_sales.units", "refined.counties.county_code"]),
         "forecast_p90_units": column(DOUBLE, "Upper planning quantile (P90): the point forecast plus the 90th "
                                      "percentile of the series' backtest errors, never below the point.",
                                      checks=[NON_NEGATIVE], lineage=["curated.daily_sales.units"]),
@@ -108,8 +109,8 @@ sales_forecast = table(
 forecast_backtest = table(
     "ml.forecast_backtest",
     "Rolling-origin backtest: for each origin (3, one horizon apart, the last a horizon before the forecast "
-    "origin) the model retrained on data up to that origin, its 28-day forecasts, the seasonal-naive and "
-    "28-day moving-average baselines, and the actual units.",
+    "origin) the model retrained on data up to that origin, its 28-day forecasts and their P90, five baselines "
+    "(seasonal naive, 28-day moving average, TSB, Croston-SBA, ADIDA), and the actual units.",
     {
         "origin_date": column(DATE, "Backtest origin."),
         "product_id": column(STRING, "Product id.", lineage=["curated.daily_sales.product_id"]),
@@ -124,6 +125,14 @@ forecast_backtest = table(
                                        checks=[NON_NEGATIVE]),
         "moving_average_units": column(DOUBLE, "Mean daily units of the 28 days up to the origin.",
                                        checks=[NON_NEGATIVE]),
+        "tsb_units": column(DOUBLE, "TSB: the smoothed probability of a sale on a day times the smoothed size of a "
+                            "sale (alpha = beta = 0.1), up to the origin.", checks=[NON_NEGATIVE]),
+        "croston_units": column(DOUBLE, "Croston with the Syntetos-Boylan correction: smoothed size over smoothed "
+                                "interval between sales, x (1 - alpha/2), alpha = 0.1.", checks=[NON_NEGATIVE]),
+        "adida_units": column(DOUBLE, "ADIDA: weekly totals back from the origin, exponentially smoothed "
+                              "(alpha = 0.2), spread over the week's days.", checks=[NON_NEGATIVE]),
+        "model_p90_units": column(DOUBLE, "P90: the model forecast plus the 90th percentile of the series' errors at "
+                                  "the other origins (never below the forecast).", checks=[NON_NEGATIVE]),
     },
     key=["origin_date", "product_id", "county_code", "target_date"],
 )

@@ -16,6 +16,10 @@ from ecommerce_lake.logic.ml import inventory as inv
 from ecommerce_lake.platform.lake import LakeResource
 
 
+# the forecasts the policy is simulated with: the model's, and the baselines a planner would otherwise use
+SIMULATED = ("model", "moving_average", "tsb")
+
+
 def _in(key: dg.AssetKey, *columns: str) -> dg.AssetIn:
     return dg.AssetIn(key=key, metadata={"columns": list(columns)} if columns else None)
 
@@ -44,13 +48,18 @@ def _recommendations(context, forecast, backtest, products, lake, inventory_poli
     out = inv.recommendations(forecast, errors, products, snapshot, params)
     started = time.monotonic()
     pdf = backtest.select("origin_date", "product_id", "county_code", "category", "target_date", "actual_units",
-                          "model_units").toPandas()
+                          *[f"{m}_units" for m in SIMULATED]).toPandas()
     cost = {r["product_id"]: float(r["c"]) for r in products.select(
         "product_id", F.coalesce("unit_cost_kes", "list_price_kes").alias("c")).collect() if r["c"] is not None}
-    sim = inv.simulate(pdf, cost, params)
-    context.log.info(f"policy simulation on {sim.series_windows:,} series-windows: cycle service level "
-                     f"{sim.achieved_cycle_service_level:.3f} (target {params.service_level}), fill rate "
-                     f"{sim.fill_rate:.3f}, in {time.monotonic() - started:.1f} s")
+    # the same policy driven by the model's forecasts and by each baseline's: what the forecast is worth in stock
+    sims = {m: inv.simulate(pdf, cost, params, forecast=f"{m}_units") for m in SIMULATED}
+    sim = sims["model"]
+    for m, r in sims.items():
+        context.log.info(f"policy simulation ({m}) on {r.series_windows:,} series-windows: cycle service level "
+                         f"{r.achieved_cycle_service_level:.3f} (target {params.service_level}), fill rate "
+                         f"{r.fill_rate:.3f}, average units on hand {r.average_on_hand_units:.3f}")
+    context.log.info(f"policy simulations in {time.monotonic() - started:.1f} s")
+    stock_ma = sims["moving_average"].average_on_hand_units
     ordering = (out.where(F.col("order_now")).agg(F.count(F.lit(1)), F.sum("order_quantity")).collect()[0]
                 if snapshot is not None else (0, 0))
     return out, {
@@ -60,6 +69,11 @@ def _recommendations(context, forecast, backtest, products, lake, inventory_poli
         "simulation/cycles": sim.cycles,
         "simulation/stockout_cycles": sim.stockout_cycles,
         "simulation/series_windows": sim.series_windows,
+        **{f"simulation/{m}/{k}": metric(v) for m, r in sims.items() for k, v in (
+            ("cycle_service_level", r.achieved_cycle_service_level), ("fill_rate", r.fill_rate),
+            ("average_on_hand_units", r.average_on_hand_units))},
+        "simulation/stock_change_vs_moving_average": metric(
+            sim.average_on_hand_units / stock_ma - 1 if stock_ma else None),
         "policy": dg.MetadataValue.json({"service_level": params.service_level, "z": round(params.z, 4),
                                          "lead_time_days": params.lead_time_days,
                                          "lead_time_overrides": params.lead_time_overrides,

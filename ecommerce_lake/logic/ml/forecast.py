@@ -1,5 +1,7 @@
-"""Demand forecasting for every product x county series: features in Spark, one global Spark ML model, rolling-
-origin backtests against two baselines, P90 from backtest residuals, bottom-up county x category demand.
+"""Demand forecasting for every product x county series: features in Spark, one global count model (Spark ML
+Poisson regression with a log link), rolling-origin backtests against five baselines (seasonal naive, moving
+average, and the intermittent-demand methods TSB, Croston and ADIDA), P90 from backtest residuals, bottom-up county
+x category demand.
 
 Direct forecasting without leakage: every feature of a target day ``d`` is either known in advance (calendar,
 county attributes, product category) or computed from data up to ``d - horizon`` (lags of at least the
@@ -21,7 +23,6 @@ from pyspark.sql import functions as F
 
 from ecommerce_lake.logic.frames import Held
 from ecommerce_lake.schemas.spark import conform
-from ecommerce_lake.core.reference import counties as reference_counties
 from ecommerce_lake.schemas import ml as schemas
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ SERIES = ["product_id", "county_code"]
 # Metric levels: product_county is what the model forecasts; the others are bottom-up sums of it.
 LEVELS = {"product_county": SERIES, "county_category": ["county_code", "category"], "county": ["county_code"],
           "national": []}
-METHODS = ("model", "seasonal_naive", "moving_average")
+BASELINES = ("seasonal_naive", "moving_average", "tsb", "croston", "adida")
+METHODS = ("model", *BASELINES)
 METRICS = ("wape", "mase", "bias")
 
 
@@ -42,13 +44,16 @@ class ForecastParams:
     train_days: int = 365  # target days each model is trained on (ending at its origin)
     zero_sample_rate: float = 0.25  # share of zero-demand training rows kept (the kept ones weigh 1/rate)
     max_zero_rows: int = 200_000  # at most this many zero-demand rows per model (lower rate on big data)
-    # gradient-boosted trees: 15 trees of depth 5 with step 0.2 forecast as well as 30 of depth 6 with step 0.1
-    # on the default data (backtest WAPE 1.272 vs 1.272) at a third of the fitting time (docs/performance.md)
-    max_iter: int = 15
-    max_depth: int = 5
-    step_size: float = 0.2
-    max_bins: int = 32
+    # the Poisson regression's iteratively reweighted least squares: iterations at most, and a small ridge
+    # penalty that keeps the fit defined when a calendar flag never occurs in a training window
+    max_iter: int = 25
+    reg_param: float = 1e-4
     seed: int = 42
+    # the intermittent-demand baselines' smoothing constants (docs/forecasting.md)
+    tsb_alpha: float = 0.1  # TSB: demand size
+    tsb_beta: float = 0.1  # TSB: probability of a sale on a day
+    croston_alpha: float = 0.1  # Croston (SBA): demand size and interval
+    adida_alpha: float = 0.2  # ADIDA: simple exponential smoothing of weekly totals
 
     @property
     def history_needed(self) -> int:
@@ -77,18 +82,22 @@ def fit_to_history(p: ForecastParams, first_day: dt.date, as_of: dt.date) -> For
     return dataclasses.replace(p, train_days=train_days)
 
 
+# The model's inputs. Demand here is close to multiplicative: a product's national rate x its county's share of all
+# sales x the day's calendar effect, so the count model takes logs of the pooled rates (a product's rate across
+# every county, a county's share of every product) beside the series' own rates: a sparse series borrows the
+# product's and the county's strength instead of forecasting from its own few sales.
+LOG_RATES = ("product_mean_91", "product_mean_28", "county_share_91", "mean_91", "mean_28", "national_trend")
+CALENDAR = ("payday_window", "public_holiday", "holiday_eve", "black_friday", "black_friday_week",
+            "christmas_run_up", "new_year_lull")
 FEATURES = (
-    # lags of at least the horizon (28 days): same weekday 4..7 weeks back, rolling means and zero shares
-    "lag_28", "lag_35", "lag_42", "lag_49", "same_weekday_mean", "mean_28", "mean_91", "nonzero_share_91",
-    "product_mean_28", "product_mean_91", "county_share_91",
-    # price and discount, as realised up to d - 28
-    "net_price_91", "price_change_28_91", "discount_share_91",
-    # calendar of the target day (known in advance)
-    "day_of_week", "day_of_month", "month", "payday_window", "days_to_month_end", "public_holiday",
-    "holiday_eve", "black_friday", "black_friday_week", "christmas_run_up", "new_year_lull",
-    # static attributes
-    "category_index", "county_code", "log_population", "province_index",
+    *[f"log_{c}" for c in LOG_RATES],
+    "nonzero_share_91",
+    # day of week as indicators (Monday is the reference), then the calendar flags of the target day
+    *[f"dow_{k}" for k in range(2, 8)], *CALENDAR,
 )
+# floors under the logged rates (units per day; a share; a ratio), so a zero rate has a finite log
+LOG_FLOOR = {"product_mean_91": 0.01, "product_mean_28": 0.01, "county_share_91": 1e-4, "mean_91": 0.01,
+             "mean_28": 0.01, "national_trend": 0.01}
 
 
 # ---- calendar ------------------------------------------------------------------------------------------
@@ -121,12 +130,20 @@ def calendar(spark, start: dt.date, end: dt.date) -> DataFrame:
 
 
 # ---- series and features --------------------------------------------------------------------------------
-def active_series(daily: DataFrame, as_of: dt.date, active_days: int) -> DataFrame:
-    """Product x known-county series that sold in the ``active_days`` days up to ``as_of``, with the
-    product's latest category."""
-    since = as_of - dt.timedelta(days=active_days - 1)
-    recent = daily.where((F.col("county_code") != 0) & F.col("order_date").between(since, as_of))
-    series = recent.select(*SERIES).distinct()
+def active_series(daily: DataFrame, days: list[dt.date], active_days: int) -> DataFrame:
+    """Per day of ``days`` (the backtest origins and the forecast origin): the product x known-county series that
+    sold in the ``active_days`` days up to it, one row per series and day (column ``active_on``)."""
+    parts = [daily.where((F.col("county_code") != 0)
+                         & F.col("order_date").between(day - dt.timedelta(days=active_days - 1), day))
+             .select(*SERIES, F.lit(day).alias("active_on")).distinct() for day in days]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
+
+
+def _with_category(daily: DataFrame, series: DataFrame, as_of: dt.date) -> DataFrame:
+    """The series with their product's latest category."""
     category = daily.where(F.col("order_date") <= as_of).groupBy("product_id").agg(
         F.max_by("category", "order_date").alias("category"))
     return series.join(category, "product_id")
@@ -153,22 +170,28 @@ class FeatureTable:
     categories: list[str]
     series: int
     rows: int  # rows of ``frame`` (series x days)
+    active: DataFrame | None = None  # per origin (``active_on``), the series active at it
 
 
-def build_features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.date,
-                   p: ForecastParams, held: Held) -> FeatureTable:
+def build_features(daily: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
+                   held: Held) -> FeatureTable:
     """Dense series x day grid from the earliest training day any origin needs (minus the look-back) to
     ``as_of + horizon``, with every feature, kept in ``held``."""
     earliest_origin = as_of - dt.timedelta(days=p.origins * p.horizon)
     # 7 extra days before the earliest training day: the MASE scale needs y[t-7] on every training day
     first = earliest_origin - dt.timedelta(days=p.train_days + p.lookback + 7 - 1)
     last = as_of + dt.timedelta(days=p.horizon)
-    with Held() as scratch:  # the active series, until the feature table is computed and kept
-        return _features(daily, fact, counties, as_of, p, held, scratch(active_series(daily, as_of, p.active_days)),
-                         first, last)
+    # the series of every origin: a backtest origin forecasts the series active at that origin, not those active
+    # at as_of (chosen for having sold in the very windows the backtest forecasts, which biases every method low)
+    active = held(active_series(daily, [*origins(as_of, p), as_of], p.active_days))
+    with Held() as scratch:  # the series, until the feature table is computed and kept
+        series = scratch(_with_category(daily, active.select(*SERIES).distinct(), as_of))
+        table = _features(daily, counties, as_of, p, held, series, first, last)
+    table.active = active
+    return table
 
 
-def _features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
+def _features(daily: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
               held: Held, series: DataFrame, first: dt.date, last: dt.date) -> FeatureTable:
     spark = daily.sparkSession
     categories = sorted(r[0] for r in series.select("category").distinct().collect())
@@ -177,19 +200,12 @@ def _features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.
     window = F.col("order_date").between(first, as_of)
     sales = (daily.where(window & (F.col("county_code") != 0))
              .groupBy(*SERIES, F.col("order_date").alias("date"))
-             .agg(F.sum("units").alias("units_sold"), F.sum("net_revenue_kes").cast("double").alias("net_kes")))
-    discounts = (fact.where(window & (F.col("county_code") != 0))
-                 .groupBy(*SERIES, F.col("order_date").alias("date"))
-                 .agg(F.sum(F.col("quantity") * F.col("unit_price_kes")).cast("double").alias("gross_kes"),
-                      F.sum("discount_kes").cast("double").alias("discount_kes")))
+             .agg(F.sum("units").alias("units_sold")))
     known = F.col("date") <= F.lit(as_of)
     grid = (series.crossJoin(F.broadcast(days))
-            .join(sales, [*SERIES, "date"], "left").join(discounts, [*SERIES, "date"], "left")
+            .join(sales, [*SERIES, "date"], "left")
             .select(*SERIES, "category", "date",
-                    F.when(known, F.coalesce("units_sold", F.lit(0))).alias("units"),
-                    F.when(known, F.coalesce("net_kes", F.lit(0.0))).alias("net_kes"),
-                    F.when(known, F.coalesce("gross_kes", F.lit(0.0))).alias("gross_kes"),
-                    F.when(known, F.coalesce("discount_kes", F.lit(0.0))).alias("discount_kes")))
+                    F.when(known, F.coalesce("units_sold", F.lit(0))).alias("units")))
     h = p.horizon
     w = Window.partitionBy(*SERIES).orderBy("date")
     u = F.col("units").cast("double")
@@ -200,27 +216,19 @@ def _features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.
         "*",
         _running(u, w).alias("__r_units"),
         _running((u > 0).cast("double"), w).alias("__r_nonzero"),
-        _running(F.col("net_kes"), w).alias("__r_net"),
-        _running(F.col("discount_kes"), w).alias("__r_discount"),
-        _running(F.col("gross_kes"), w).alias("__r_gross"),
     )
-    sum91 = _span("__r_units", w, h, h + 90)
-    sum28 = _span("__r_units", w, h, h + 27)
     feats = running.select(
         *grid.columns,
-        *[F.lag(u, k).over(w).alias(f"lag_{k}") for k in (7, 14, 21, 28, 35, 42, 49)],
-        (sum28 / 28).alias("mean_28"),
-        (sum91 / 91).alias("mean_91"),
+        *[F.lag(u, k).over(w).alias(f"lag_{k}") for k in (7, 14, 21, 28)],
+        (_span("__r_units", w, h, h + 27) / 28).alias("mean_28"),
+        (_span("__r_units", w, h, h + 90) / 91).alias("mean_91"),
         (_span("__r_nonzero", w, h, h + 90) / 91).alias("nonzero_share_91"),
-        sum91.alias("__units_91"),
-        F.try_divide(_span("__r_net", w, h, h + 90), sum91).alias("net_price_91"),
-        F.try_divide(_span("__r_net", w, h, h + 27), sum28).alias("__net_price_28"),
-        F.try_divide(_span("__r_discount", w, h, h + 90), _span("__r_gross", w, h, h + 90))
-        .alias("discount_share_91"),
     )
-    # product-level demand across the product's active series (sparse series borrow strength from their
-    # product): from the sparse sales on a dense product x day grid, not from the series grid (that would
-    # compute the series grid twice), and broadcast into the join, so the wide feature rows are not shuffled
+    # pooled rates, each on a small dense grid (product x day, county x day, day) from the sparse sales and
+    # broadcast into the join, so the wide series rows are neither computed twice nor shuffled:
+    # - the product's demand across its active series (a sparse series borrows strength from its product);
+    # - the county's share of every known-county sale, and the national 28-day rate against the 91-day one (the
+    #   level's drift), both from every sale, not only the active series'
     pw = Window.partitionBy("product_id").orderBy("date")
     product_sales = (sales.join(series.select(*SERIES), SERIES, "left_semi")
                      .groupBy("product_id", "date").agg(F.sum("units_sold").alias("__pu")))
@@ -231,27 +239,35 @@ def _features(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.
                .select("product_id", "date", _running(F.col("pu"), pw).alias("__r_pu"))
                .select("product_id", "date",
                        (_span("__r_pu", pw, h, h + 27) / 28).alias("product_mean_28"),
-                       _span("__r_pu", pw, h, h + 90).alias("__product_91")))
+                       (_span("__r_pu", pw, h, h + 90) / 91).alias("product_mean_91")))
+    county_sales = sales.groupBy("county_code", "date").agg(F.sum("units_sold").alias("__cu"))
+    cw = Window.partitionBy("county_code").orderBy("date")
+    county = (county_sales.select("county_code").distinct().crossJoin(F.broadcast(days))
+              .join(county_sales, ["county_code", "date"], "left")
+              .select("county_code", "date",
+                      F.when(known, F.coalesce("__cu", F.lit(0))).cast("double").alias("cu"))
+              .select("county_code", "date", _running(F.col("cu"), cw).alias("__r_cu"))
+              .select("county_code", "date", _span("__r_cu", cw, h, h + 90).alias("__county_91")))
+    # the national totals: one row per day, a single window partition of a few hundred rows
+    nw = Window.partitionBy(F.lit(1)).orderBy("date")
+    national = (days.join(county_sales.groupBy("date").agg(F.sum("__cu").alias("__nu")), "date", "left")
+                .select("date", F.when(known, F.coalesce("__nu", F.lit(0))).cast("double").alias("nu"))
+                .select("date", _running(F.col("nu"), nw).alias("__r_nu"))
+                .select("date", _span("__r_nu", nw, h, h + 90).alias("__national_91"),
+                        F.try_divide(_span("__r_nu", nw, h, h + 27) / 28, _span("__r_nu", nw, h, h + 90) / 91)
+                        .alias("national_trend")))
+    pooled = (county.join(F.broadcast(national), "date")
+              .select("county_code", "date", "national_trend",
+                      F.try_divide(F.col("__county_91"), F.col("__national_91")).alias("county_share_91")))
     cal = calendar(spark, first, last)
-    # the former provinces' rank in alphabetical order (1 = Central ...), from the reference data refined.counties
-    # is built from: no Spark job, and no window over all counties (a single-partition sort Spark warns about)
-    provinces = sorted({c.former_province for c in reference_counties()})
-    province_index = F.create_map(*[x for i, p in enumerate(provinces, start=1) for x in (F.lit(p), F.lit(i))])
-    county_attrs = counties.select(
-        "county_code", F.log(F.col("population_2019").cast("double")).alias("log_population"),
-        F.element_at(province_index, F.col("former_province")).alias("province_index"))
-    cat_index = F.create_map(*[x for i, c in enumerate(categories) for x in (F.lit(c), F.lit(i))])
     frame = (feats.join(F.broadcast(product), ["product_id", "date"])
-             .join(F.broadcast(cal), "date").join(F.broadcast(county_attrs), "county_code", "left")
-             .withColumn("same_weekday_mean", (F.col("lag_28") + F.col("lag_35") + F.col("lag_42") + F.col("lag_49")) / 4)
-             .withColumn("product_mean_91", F.col("__product_91") / 91)
-             .withColumn("county_share_91", F.try_divide(F.col("__units_91"), F.col("__product_91")))
-             .withColumn("price_change_28_91", F.try_divide(F.col("__net_price_28"), F.col("net_price_91")))
-             .withColumn("category_index", F.element_at(cat_index, F.col("category")).cast("double"))
-             .where(F.col("date") >= F.lit(first + dt.timedelta(days=p.lookback)))
-             .drop("__units_91", "__product_91", "__net_price_28", "net_kes", "gross_kes", "discount_kes")
-             .fillna(-1.0, subset=["net_price_91", "price_change_28_91", "discount_share_91", "county_share_91"])
-             .fillna(0.0, subset=["log_population", "province_index"]))
+             .join(F.broadcast(pooled), ["county_code", "date"], "left")
+             .join(F.broadcast(cal), "date")
+             .where(F.col("date") >= F.lit(first + dt.timedelta(days=p.lookback))))
+    logs = [F.log(F.greatest(F.coalesce(F.col(c), F.lit(0.0)), F.lit(LOG_FLOOR[c]))).alias(f"log_{c}")
+            for c in LOG_RATES]
+    weekdays = [(F.col("day_of_week") == k).cast("double").alias(f"dow_{k}") for k in range(2, 8)]
+    frame = frame.select("*", *logs, *weekdays)
     frame = held(frame)
     rows = frame.count()  # computed (and kept) now, while the active series are still kept
     return FeatureTable(frame, first + dt.timedelta(days=p.lookback), as_of, categories, n_series, rows)
@@ -288,9 +304,11 @@ def zero_rate(features: FeatureTable, origin: dt.date, p: ForecastParams) -> flo
 
 
 def fit_model(features: FeatureTable, origin: dt.date, p: ForecastParams, rate: float | None = None):
-    """A gradient-boosted-trees model trained on the target days (origin - train_days, origin] that are not
-    dormant; zero-demand days are sampled at ``rate`` and weigh 1/rate."""
-    from pyspark.ml.regression import GBTRegressor
+    """A Poisson regression with a log link (Spark ML ``GeneralizedLinearRegression``) trained on the target days
+    (origin - train_days, origin] that are not dormant; zero-demand days are sampled at ``rate`` and weigh
+    1/rate. A count model: its forecast is the expected number of units, and with an intercept and the canonical
+    link its forecasts sum to the training units (no level bias)."""
+    from pyspark.ml.regression import GeneralizedLinearRegression
 
     rate = zero_rate(features, origin, p) if rate is None else rate
     start = origin - dt.timedelta(days=p.train_days - 1)
@@ -298,23 +316,31 @@ def fit_model(features: FeatureTable, origin: dt.date, p: ForecastParams, rate: 
     keep = (F.col("units") > 0) | (F.rand(p.seed) < rate)
     train = _assemble(rows.where(keep).withColumn(
         "w", F.when(F.col("units") > 0, F.lit(1.0)).otherwise(F.lit(1.0 / rate))))
-    gbt = GBTRegressor(featuresCol="features", labelCol="units", weightCol="w", maxIter=p.max_iter,
-                       maxDepth=p.max_depth, stepSize=p.step_size, subsamplingRate=0.8, seed=p.seed,
-                       maxBins=p.max_bins,
-                       # node-id caching persists one more RDD per tree level; on trees of depth 5 it costs more
-                       # than it saves (same model, fit 43-50 s instead of 57 s on the 1M-line data)
-                       cacheNodeIds=False)
-    return gbt.fit(train)
+    glm = GeneralizedLinearRegression(featuresCol="features", labelCol="units", weightCol="w", family="poisson",
+                                      link="log", maxIter=p.max_iter, regParam=p.reg_param, tol=1e-6)
+    return glm.fit(train)
+
+
+def coefficients(model) -> dict[str, float]:
+    """The fitted model's intercept and coefficient per feature (the model's own account of what drives it)."""
+    return {"intercept": float(model.intercept),
+            **{name: float(c) for name, c in zip(FEATURES, model.coefficients, strict=True)}}
+
+
+def active_at(features: FeatureTable, origin: dt.date, p: ForecastParams) -> DataFrame:
+    """The series that sold in the ``active_days`` days up to ``origin``: those an origin forecasts."""
+    return features.active.where(F.col("active_on") == F.lit(origin)).select(*SERIES)
 
 
 def predict(model, features: FeatureTable, origin: dt.date, p: ForecastParams) -> DataFrame:
-    """Point forecasts for the target days (origin, origin + horizon]."""
+    """Point forecasts for the target days (origin, origin + horizon] of the series active at ``origin``."""
     end = origin + dt.timedelta(days=p.horizon)
-    rows = features.frame.where((F.col("date") > F.lit(origin)) & (F.col("date") <= F.lit(end)))
+    rows = (features.frame.where((F.col("date") > F.lit(origin)) & (F.col("date") <= F.lit(end)))
+            .join(active_at(features, origin, p), SERIES, "left_semi"))
     scored = model.transform(_assemble(rows))
     return scored.select(
         *SERIES, "category", "date", F.datediff("date", F.lit(origin)).alias("horizon_days"),
-        F.when(dormant(), F.lit(0.0)).otherwise(F.greatest(F.col("prediction"), F.lit(0.0))).alias("model_units"),
+        F.when(dormant(), F.lit(0.0)).otherwise(F.col("prediction")).alias("model_units"),
         "units",
         *[F.col(f"lag_{k}") for k in (7, 14, 21, 28)],
     )
@@ -325,14 +351,78 @@ def origins(as_of: dt.date, p: ForecastParams) -> list[dt.date]:
     return [as_of - dt.timedelta(days=p.horizon * k) for k in range(p.origins, 0, -1)]
 
 
-def _baselines(predicted: DataFrame, features: FeatureTable, origin: dt.date) -> DataFrame:
-    """Seasonal naive (the same weekday in the last week before the origin) and the 28-day moving average."""
+def _baselines(predicted: DataFrame, features: FeatureTable, origin: dt.date, p: ForecastParams) -> DataFrame:
+    """Every baseline of one origin beside the model's forecasts: seasonal naive (the same weekday in the last week
+    before the origin), the 28-day moving average, and the intermittent-demand methods (``intermittent``)."""
     ma = (features.frame.where(F.col("date").between(origin - dt.timedelta(days=27), origin))
           .groupBy(*SERIES).agg(F.avg(F.col("units").cast("double")).alias("moving_average_units")))
     weeks_back = F.ceil(F.col("horizon_days") / 7)
     snaive = (F.when(weeks_back == 1, F.col("lag_7")).when(weeks_back == 2, F.col("lag_14"))
               .when(weeks_back == 3, F.col("lag_21")).otherwise(F.col("lag_28")))
-    return predicted.withColumn("seasonal_naive_units", snaive.cast("double")).join(ma, SERIES)
+    flat = intermittent(features.frame, features.first_day, origin, p)
+    return (predicted.withColumn("seasonal_naive_units", snaive.cast("double")).join(ma, SERIES)
+            .join(flat, SERIES, "left").fillna(0.0, subset=["tsb_units", "croston_units", "adida_units"]))
+
+
+def intermittent(frame: DataFrame, first_day: dt.date, origin: dt.date, p: ForecastParams) -> DataFrame:
+    """The intermittent-demand baselines of each series at ``origin``, from its daily units from ``first_day`` to
+    the origin (each a flat forecast for every day of the horizon), in closed form: exponential smoothing is a
+    weighted sum with weights a(1-a)^k, normalised over the history there is.
+
+    * **TSB** (Teunter, Syntetos and Babai, 2011): the probability of a sale on a day, smoothed over every day
+      (``tsb_beta``), times the size of a sale, smoothed over the days with sales (``tsb_alpha``);
+    * **Croston** with the Syntetos-Boylan correction (SBA): the smoothed size over the smoothed interval between
+      sales (both ``croston_alpha``, over the days with sales), times 1 - alpha/2; the first sale's interval counts
+      from ``first_day``;
+    * **ADIDA** (Nikolopoulos et al., 2011): the units summed into whole weeks back from the origin, smoothed
+      (``adida_alpha``), spread evenly over the week's days."""
+    hist = (frame.where(F.col("date").between(first_day, origin))
+            .select(*SERIES, "date", F.col("units").cast("double").alias("y"),
+                    F.datediff(F.lit(origin), F.col("date")).alias("age")))
+    weeks = ((origin - first_day).days + 1) // 7
+    adida_norm = sum(p.adida_alpha * (1 - p.adida_alpha) ** b for b in range(weeks))
+    week = F.floor(F.col("age") / 7)
+    daily = hist.groupBy(*SERIES).agg(
+        F.try_divide(F.sum(F.when(F.col("y") > 0, F.pow(F.lit(1 - p.tsb_beta), F.col("age")))),
+                     F.sum(F.pow(F.lit(1 - p.tsb_beta), F.col("age")))).alias("__p"),
+        (F.sum(F.when(week < weeks, F.pow(F.lit(1 - p.adida_alpha), week) * F.col("y")))
+         * F.lit(p.adida_alpha / adida_norm / 7 if adida_norm else 0.0)).alias("adida_units"))
+    w = Window.partitionBy(*SERIES).orderBy("date")
+    latest_first = Window.partitionBy(*SERIES).orderBy(F.col("date").desc())
+    events = (hist.where(F.col("y") > 0)
+              .select(*SERIES, "y",
+                      (F.row_number().over(latest_first) - 1).alias("__rank"),
+                      F.coalesce(F.datediff(F.col("date"), F.lag("date").over(w)),
+                                 F.datediff(F.col("date"), F.lit(first_day)) + 1).cast("double").alias("__q")))
+
+    def smoothed(value: str, alpha: float) -> Column:
+        weight = F.pow(F.lit(1 - alpha), F.col("__rank"))
+        return F.sum(weight * F.col(value)) / F.sum(weight)
+
+    sizes = events.groupBy(*SERIES).agg(smoothed("y", p.tsb_alpha).alias("__z_tsb"),
+                                        smoothed("y", p.croston_alpha).alias("__z"),
+                                        smoothed("__q", p.croston_alpha).alias("__i"))
+    return daily.join(sizes, SERIES, "left").select(
+        *SERIES,
+        (F.col("__p") * F.col("__z_tsb")).alias("tsb_units"),
+        (F.lit(1 - p.croston_alpha / 2) * F.col("__z") / F.col("__i")).alias("croston_units"),
+        "adida_units")
+
+
+def p90_left_out(rows: DataFrame, when: list[dt.date]) -> DataFrame:
+    """The backtest rows with ``model_p90_units``: the forecast plus the 90th percentile of the series' errors
+    (actual - model) at the *other* origins (never below the forecast), so its coverage is measured on days the
+    quantile did not see, as the final forecast's P90 is."""
+    err = F.col("actual_units") - F.col("model_units")
+    left_out = rows.groupBy(*SERIES).agg(*[
+        F.percentile(F.when(F.col("origin_date") != F.lit(o), err), 0.9).alias(f"__q{i}") for i, o in enumerate(when)])
+    q = F.lit(None).cast("double")
+    for i, o in enumerate(when):
+        q = F.when(F.col("origin_date") == F.lit(o), F.col(f"__q{i}")).otherwise(q)
+    return (rows.join(left_out, SERIES, "left")
+            .withColumn("model_p90_units", F.greatest(F.col("model_units"),
+                                                      F.col("model_units") + F.coalesce(q, F.lit(0.0))))
+            .drop(*[f"__q{i}" for i in range(len(when))]))
 
 
 def backtest(features: FeatureTable, p: ForecastParams, held: Held,
@@ -349,14 +439,14 @@ def backtest(features: FeatureTable, p: ForecastParams, held: Held,
         seconds[f"train_{origin}"] = time.monotonic() - started
         progress(f"backtest origin {origin}: model trained in {seconds[f'train_{origin}']:.1f} s "
                  f"(zero-demand days sampled at {rate:.3f})")
-        part = _baselines(predict(model, features, origin, p), features, origin)
+        part = _baselines(predict(model, features, origin, p), features, origin, p)
         parts.append(part.select(
             F.lit(origin).alias("origin_date"), *SERIES, "category", F.col("date").alias("target_date"),
-            "horizon_days", F.col("units").alias("actual_units"), "model_units", "seasonal_naive_units",
-            "moving_average_units"))
+            "horizon_days", F.col("units").alias("actual_units"), *[f"{m}_units" for m in METHODS]))
     rows = parts[0]
     for part in parts[1:]:
         rows = rows.unionByName(part)
+    rows = p90_left_out(rows, origins(features.as_of, p))
     return held(conform(rows, schemas.forecast_backtest)), seconds
 
 
@@ -440,13 +530,34 @@ def residual_quantiles(rows: DataFrame, keys: list[str], q: float = 0.9) -> Data
         F.count(F.lit(1)).alias("residual_days"))
 
 
-# ---- the final forecast ----------------------------------------------------------------------------------
+# ---- training and scoring ----------------------------------------------------------------------------------
+MODEL_CLASS = "pyspark.ml.regression.GeneralizedLinearRegressionModel"
+
+
+def spec(p: ForecastParams) -> dict[str, object]:
+    """What defines a model, as the registry records it: every parameter, the features and the model class. Two
+    trainings with the same spec on the same data give the same backtest."""
+    import dataclasses
+
+    return {**dataclasses.asdict(p), "features": list(FEATURES), "model_class": MODEL_CLASS}
+
+
+def params_of(recorded: dict[str, object]) -> ForecastParams | None:
+    """The parameters of a recorded spec, or None when it is not a spec of this code (other features or model
+    class: its backtest cannot be run again here)."""
+    import dataclasses
+
+    if recorded.get("features") != list(FEATURES) or recorded.get("model_class") != MODEL_CLASS:
+        return None
+    names = {f.name for f in dataclasses.fields(ForecastParams)}
+    return ForecastParams(**{k: v for k, v in recorded.items() if k in names})
+
+
 @dataclass
-class ForecastRun:
-    forecast: DataFrame
-    backtest: DataFrame
+class Training:
+    backtest: DataFrame  # the rows of every origin (kept in ``held``)
     metrics: dict[str, float]
-    model: object
+    model: object  # fitted up to as_of
     seconds: dict[str, float] = field(default_factory=dict)
     series: int = 0
     training_rows: int = 0
@@ -454,14 +565,39 @@ class ForecastRun:
     zero_rate: float = 0.0  # sampling rate of the zero-demand days of the final model
 
 
-def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
-                   model_version: str, held: Held, progress: Callable[[str], None] = log.info) -> ForecastRun:
-    """Backtest at the rolling origins, then train on everything up to ``as_of`` and forecast the next
-    ``horizon`` days of every active series, with a P90 from the series' backtest residuals. The feature
-    table, the backtest rows and the forecast are kept in ``held`` (release it once they are written)."""
+def coverage(rows: DataFrame) -> float:
+    """Share of the backtest's product x county days whose actual units were at most the P90."""
+    value = rows.agg(F.avg((F.col("actual_units") <= F.col("model_p90_units")).cast("double"))).collect()[0][0]
+    return math.nan if value is None else float(value)
+
+
+def evaluate(features: FeatureTable, p: ForecastParams, held: Held, progress: Callable[[str], None] = log.info,
+             rates: dict[dt.date, float] | None = None) -> tuple[DataFrame, dict[str, float], dict[str, float]]:
+    """The rolling-origin backtest of ``p`` on ``features``, and its metrics at every level: (rows, metrics,
+    seconds)."""
+    rows, seconds = backtest(features, p, held, progress, rates)
+    started = time.monotonic()
+    metrics: dict[str, float] = {}
+    with Held() as scratch:
+        by_county_category = level_days(features, p, scratch)
+        for level in LEVELS:
+            metrics.update(level_metrics(rows, features, p, level, by_county_category=by_county_category))
+    metrics["backtest/product_county/model/coverage_p90"] = coverage(rows)
+    seconds["evaluate"] = time.monotonic() - started
+    progress("backtest WAPE (product x county): " + ", ".join(
+        f"{m} {metrics[f'backtest/product_county/{m}/wape']:.3f}" for m in METHODS)
+        + f"; model bias {metrics['backtest/product_county/model/bias']:+.3f}, P90 coverage "
+        f"{metrics['backtest/product_county/model/coverage_p90']:.3f}")
+    return rows, metrics, seconds
+
+
+def train(daily: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams, held: Held,
+          progress: Callable[[str], None] = log.info) -> Training:
+    """Backtest at the rolling origins, then train on everything up to ``as_of``. The feature table and the
+    backtest rows are kept in ``held`` (release it once they are written)."""
     seconds: dict[str, float] = {}
     started = time.monotonic()
-    features = build_features(daily, fact, counties, as_of, p, held)
+    features = build_features(daily, counties, as_of, p, held)
     days = features.rows
     seconds["features"] = time.monotonic() - started
     progress(f"features: {features.series:,} series x {days // max(features.series, 1)} days = {days:,} rows "
@@ -471,23 +607,33 @@ def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
     started = time.monotonic()
     rates = zero_rates(features, [*origins(as_of, p), as_of], p)
     seconds["sampling_rates"] = time.monotonic() - started
-    rows, bt_seconds = backtest(features, p, held, progress, rates)
+    rows, metrics, bt_seconds = evaluate(features, p, held, progress, rates)
     seconds.update(bt_seconds)
-    started = time.monotonic()
-    metrics: dict[str, float] = {}
-    with Held() as scratch:
-        by_county_category = level_days(features, p, scratch)
-        for level in LEVELS:
-            metrics.update(level_metrics(rows, features, p, level, by_county_category=by_county_category))
-    seconds["evaluate"] = time.monotonic() - started
-    progress("backtest WAPE (product x county): " + ", ".join(
-        f"{m} {metrics[f'backtest/product_county/{m}/wape']:.3f}" for m in METHODS))
     started = time.monotonic()
     rate = rates[as_of]
     model = fit_model(features, as_of, p, rate)
     seconds["train_final"] = time.monotonic() - started
     progress(f"final model trained in {seconds['train_final']:.1f} s (zero-demand days sampled at {rate:.3f})")
-    quantiles = residual_quantiles(rows, SERIES)
+    # the grid is dense (one row per series and day), so the final model's training window holds
+    # series x train_days rows (before dormant days are left out and zero-demand days sampled)
+    return Training(rows, metrics, model, seconds, features.series, features.series * p.train_days, features, rate)
+
+
+def scoring_features(daily: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
+                     held: Held) -> FeatureTable:
+    """The feature rows of the ``horizon`` days after ``as_of`` only (the look-back before them, no backtest
+    origins, no training window): the same values the training's feature table holds for those days."""
+    import dataclasses
+
+    return build_features(daily, counties, as_of, dataclasses.replace(p, origins=0, train_days=1), held)
+
+
+def score(model, features: FeatureTable, backtest_rows: DataFrame, counties: DataFrame, p: ForecastParams,
+          model_version: str, held: Held) -> DataFrame:
+    """The next ``horizon`` days of every series active at the features' ``as_of``, forecast by ``model``, with a
+    P90 from the series' errors in ``backtest_rows`` (the backtest of the same model spec), kept in ``held``."""
+    as_of = features.as_of
+    quantiles = residual_quantiles(backtest_rows, SERIES)
     point = predict(model, features, as_of, p)
     forecast = (point.join(quantiles, SERIES, "left").join(
         F.broadcast(counties.select("county_code", "county_name")), "county_code", "left")
@@ -496,14 +642,9 @@ def forecast_sales(daily: DataFrame, fact: DataFrame, counties: DataFrame, as_of
                 F.greatest(F.col("model_units"), F.col("model_units") + F.coalesce("residual_q", F.lit(0.0)))
                 .alias("forecast_p90_units"),
                 F.lit(as_of).alias("origin_date"), F.lit(model_version).alias("model_version")))
-    # the grid is dense (one row per series and day), so the final model's training window holds
-    # series x train_days rows (before dormant days are left out and zero-demand days sampled)
-    training_rows = features.series * p.train_days
     # persisted: the chart, the row count and the write read it (scoring it again each time costs a pass over
     # the feature table and the residual percentiles)
-    forecast = held(conform(forecast, schemas.sales_forecast))
-    return ForecastRun(forecast, rows, metrics, model, seconds, features.series,
-                       training_rows, features, rate)
+    return held(conform(forecast, schemas.sales_forecast))
 
 
 def county_category_forecast(forecast: DataFrame, backtest_rows: DataFrame) -> DataFrame:

@@ -84,21 +84,24 @@ class SimulationResult:
     stockout_cycles: int
     series_windows: int
     demand_units: float
+    average_on_hand_units: float = math.nan  # stock at the end of a day, per series and day, over every window
 
 
-def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: PolicyParams) -> SimulationResult:
+def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: PolicyParams,
+             forecast: str = "model_units") -> SimulationResult:
     """Run the (s, Q) policy day by day on each backtest window's actual demand, per series.
 
-    For window ``w`` the policy uses what was known at its origin: the mean model forecast of the window as the
-    demand rate, and the standard deviation of the series' daily errors in the *other* windows (leave one
+    For window ``w`` the policy uses what was known at its origin: the mean forecast of the window (column
+    ``forecast``: the model's, or a baseline's, to compare them under the same policy) as the demand rate, and
+    the standard deviation of the series' daily errors of that forecast in the *other* windows (leave one
     window out). Start: stock = s, so an order of Q is placed before day 1; orders arrive after the lead time.
     A cycle is the lead time after an order; it is a stockout cycle when any demand in it goes unmet. Cycles
     cut off by the end of a window are not counted. Fill rate = units sold / units demanded."""
     z = params.z
     bt = backtest.sort_values(["product_id", "county_code", "origin_date", "target_date"])
-    bt["err"] = bt["actual_units"] - bt["model_units"]
+    bt["err"] = bt["actual_units"] - bt[forecast]
     g = bt.groupby(["product_id", "county_code", "origin_date"], sort=True)
-    win = g.agg(rate=("model_units", "mean"), n=("err", "size"), s1=("err", "sum"),
+    win = g.agg(rate=(forecast, "mean"), n=("err", "size"), s1=("err", "sum"),
                 s2=("err", lambda e: float((e * e).sum())), category=("category", "first")).reset_index()
     tot = win.groupby(["product_id", "county_code"])[["n", "s1", "s2"]].transform("sum")
     n_o, s1_o, s2_o = tot["n"] - win["n"], tot["s1"] - win["s1"], tot["s2"] - win["s2"]
@@ -124,6 +127,7 @@ def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: Policy
     on_order = np.zeros(n)
     unmet = np.zeros((n, horizon))
     sold_total = 0.0
+    stock_total = 0.0
     cycles_ok = cycles_bad = 0
     events: list[tuple[np.ndarray, int]] = []
     rows = np.arange(n)
@@ -142,6 +146,7 @@ def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: Policy
         unmet[:, t] = demand[:, t] - sold
         on_hand -= sold
         sold_total += float(sold.sum())
+        stock_total += float(on_hand.sum())
     for idx, t in events:
         ends = t + lead[idx]
         complete = ends <= horizon
@@ -157,6 +162,7 @@ def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: Policy
         achieved_cycle_service_level=cycles_ok / cycles if cycles else math.nan,
         fill_rate=sold_total / total_demand if total_demand else math.nan,
         cycles=cycles, stockout_cycles=cycles_bad, series_windows=n, demand_units=total_demand,
+        average_on_hand_units=stock_total / (n * horizon) if n else math.nan,
     )
 
 
