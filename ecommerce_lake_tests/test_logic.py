@@ -3,6 +3,7 @@
 import datetime as dt
 import hashlib
 import hmac
+import math
 import re
 from pathlib import Path
 
@@ -154,8 +155,9 @@ def test_data_dictionary_is_current():
 
 
 def test_rolling_forecast_features_match_pandas(spark):
-    """The forecast's rolling features (from running sums) against plain pandas windows over a dense series,
-    with gaps (days without sales), zero days and prices that change."""
+    """The forecast's rolling features (from running sums) against plain pandas windows over a dense series, with
+    gaps (days without sales) and zero days: the series' own rates, the product's across counties, the county's
+    share of every sale, the national trend, and their floored logs."""
     import numpy as np
     import pandas as pd
 
@@ -165,72 +167,66 @@ def test_rolling_forecast_features_match_pandas(spark):
     rng = np.random.default_rng(7)
     as_of = dt.date(2026, 6, 30)
     days = [as_of - dt.timedelta(days=k) for k in range(260)]
-    rows, fact_rows = [], []
-    for product, county in (("P1", 47), ("P1", 1), ("P2", 47)):
+    rows = []
+    for product, county, p_sale in (("P1", 47, 0.65), ("P1", 1, 0.65), ("P2", 47, 0.65), ("P3", 30, 0.08)):
         for day in days:
-            if rng.random() < 0.35:  # no sale that day: the series has a gap the grid fills with zeros
+            if rng.random() > p_sale:  # no sale that day: the series has a gap the grid fills with zeros
                 continue
             units = int(rng.integers(1, 6))
-            price = float(rng.choice([99.5, 120.0, 87.25]))
-            discount = float(rng.choice([0.0, 5.5, 12.0]))
-            rows.append((day, county, product, "Phones", units, units * price - discount))
-            fact_rows.append((day, county, product, units, price, discount))
+            rows.append((day, county, product, "Phones", units, units * 99.5))
     daily = spark.createDataFrame(rows, "order_date date, county_code int, product_id string, category string, "
                                         "units long, net_revenue_kes double")
-    fact = spark.createDataFrame(fact_rows, "order_date date, county_code int, product_id string, quantity long, "
-                                            "unit_price_kes double, discount_kes double")
     p = fc.ForecastParams(train_days=56, origins=1)
+    cols = ["mean_28", "mean_91", "nonzero_share_91", "product_mean_28", "product_mean_91", "county_share_91",
+            "national_trend", *[f"log_{c}" for c in fc.LOG_RATES], *[f"dow_{k}" for k in range(2, 8)]]
     with Held() as held:
-        table = fc.build_features(daily, fact, counties_table(spark), as_of, p, held)
-        got = table.frame.select("product_id", "county_code", "date", "mean_28", "mean_91", "nonzero_share_91",
-                                 "net_price_91", "discount_share_91", "price_change_28_91", "product_mean_28",
-                                 "product_mean_91", "county_share_91").toPandas()
-        provinces = table.frame.select("county_code", "province_index").distinct().toPandas()
-    # the former province's rank in alphabetical order, from the shipped county list (pandas)
-    ref = pd.read_csv(REPO / "ecommerce_lake" / "data" / "kenya_counties.csv")
-    rank = ref.set_index("county_code")["former_province"].rank(method="dense").astype(int)
-    assert {int(r.county_code): int(r.province_index) for r in provinces.itertuples()} == \
-        {c: int(rank[c]) for c in (1, 47)}
+        table = fc.build_features(daily, counties_table(spark), as_of, p, held)
+        got = table.frame.select("product_id", "county_code", "date", "day_of_week", *cols).toPandas()
 
     # pandas: a dense calendar per series, sums over the days d-118 .. d-28 (91) and d-55 .. d-28 (28)
     sales = pd.DataFrame(rows, columns=["date", "county_code", "product_id", "category", "units", "net"])
-    f = pd.DataFrame(fact_rows, columns=["date", "county_code", "product_id", "q", "price", "discount"])
-    f["gross"] = f["q"] * f["price"]
     cal = pd.date_range(as_of - dt.timedelta(days=400), as_of + dt.timedelta(days=28)).date
     dense = {}
     for (product, county), g in sales.groupby(["product_id", "county_code"]):
-        s = g.set_index("date")[["units", "net"]].reindex(cal, fill_value=0)
-        fg = f[(f.product_id == product) & (f.county_code == county)].set_index("date")
-        s["gross"] = fg["gross"].reindex(cal, fill_value=0.0)
-        s["discount"] = fg["discount"].reindex(cal, fill_value=0.0)
-        s.loc[s.index > as_of, :] = np.nan  # not known yet
+        s = g.set_index("date")["units"].reindex(cal, fill_value=0).astype(float)
+        s.loc[s.index > as_of] = np.nan  # not known yet
         dense[(product, county)] = s
-    product_units = {p_: sum(s["units"] for (pp, _), s in dense.items() if pp == p_) for p_ in ("P1", "P2")}
+    product_units = {p_: sum(s for (pp, _), s in dense.items() if pp == p_) for p_ in ("P1", "P2", "P3")}
+    county_units = {c: sum(s for (_, cc), s in dense.items() if cc == c) for c in (1, 30, 47)}
+    national = sum(dense.values())
 
     def window(series, day, lo, hi):
         return series.loc[day - dt.timedelta(days=hi): day - dt.timedelta(days=lo)].sum()
 
-    assert len(got) == 3 * len(set(got["date"]))
+    def log(value, floor):
+        return math.log(max(0.0 if value is None or math.isnan(value) else value, floor))
+
+    assert len(got) == 4 * len(set(got["date"]))
     checked = 0
     for r in got.itertuples():
         s = dense[(r.product_id, r.county_code)]
-        u91, u28 = window(s["units"], r.date, 28, 118), window(s["units"], r.date, 28, 55)
-        n91, n28 = window(s["net"], r.date, 28, 118), window(s["net"], r.date, 28, 55)
-        g91, d91 = window(s["gross"], r.date, 28, 118), window(s["discount"], r.date, 28, 118)
-        nz = (s["units"].loc[r.date - dt.timedelta(days=118): r.date - dt.timedelta(days=28)] > 0).sum()
+        u91, u28 = window(s, r.date, 28, 118), window(s, r.date, 28, 55)
+        nz = (s.loc[r.date - dt.timedelta(days=118): r.date - dt.timedelta(days=28)] > 0).sum()
         pu = product_units[r.product_id]
-        assert r.mean_28 == pytest.approx(u28 / 28), r
-        assert r.mean_91 == pytest.approx(u91 / 91), r
-        assert r.nonzero_share_91 == pytest.approx(nz / 91), r
-        assert r.net_price_91 == pytest.approx(n91 / u91 if u91 else -1.0), r
-        assert r.discount_share_91 == pytest.approx(d91 / g91 if g91 else -1.0), r
-        assert r.price_change_28_91 == pytest.approx((n28 / u28) / (n91 / u91) if u28 and u91 and n91 else -1.0), r
-        assert r.product_mean_28 == pytest.approx(window(pu, r.date, 28, 55) / 28), r
-        assert r.product_mean_91 == pytest.approx(window(pu, r.date, 28, 118) / 91), r
-        assert r.county_share_91 == pytest.approx(u91 / window(pu, r.date, 28, 118) if u91 else
-                                                  (0.0 if window(pu, r.date, 28, 118) else -1.0)), r
+        nat91, nat28 = window(national, r.date, 28, 118), window(national, r.date, 28, 55)
+        share = window(county_units[r.county_code], r.date, 28, 118) / nat91 if nat91 else None
+        trend = (nat28 / 28) / (nat91 / 91) if nat91 else None
+        expected = {"mean_28": u28 / 28, "mean_91": u91 / 91, "nonzero_share_91": nz / 91,
+                    "product_mean_28": window(pu, r.date, 28, 55) / 28,
+                    "product_mean_91": window(pu, r.date, 28, 118) / 91,
+                    "county_share_91": share, "national_trend": trend}
+        for name, value in expected.items():
+            assert getattr(r, name) == pytest.approx(value), (name, r)
+            assert getattr(r, f"log_{name}", None) is None or getattr(r, f"log_{name}") == pytest.approx(
+                log(value, fc.LOG_FLOOR[name])), (name, r)
+        weekday = r.date.isoweekday()
+        assert r.day_of_week == weekday
+        assert [getattr(r, f"dow_{k}") for k in range(2, 8)] == [1.0 if weekday == k else 0.0 for k in range(2, 8)]
         checked += 1
-    assert checked > 300
+    assert checked > 400
+    # the sparse series' share of days with sales is small, and some of its windows hold no sale (log floor)
+    sparse = got[got["product_id"] == "P3"]
+    assert (sparse["mean_28"] == 0).any() and np.isclose(sparse["log_mean_28"], math.log(0.01)).any()
 
 
 PLANNER_TIMESTAMPS = [

@@ -216,7 +216,7 @@ def test_cron_conditions_fire_once_per_tick_at_fixed_nairobi_times(settings):
 
     specs = {spec.key: spec for a in build_defs(settings).resolve_asset_graph().assets_defs for spec in a.specs}
     conditions = {name: specs[dg.AssetKey(key)].automation_condition for name, key in (
-        ("nightly", ["ml", "rfm_scores"]), ("weekly", ["ml", "sales_forecast"]),
+        ("nightly", ["ml", "rfm_scores"]), ("weekly", ["ml", "forecast_model"]),
         ("maintenance", ["ops", "delta_maintenance"]))}
     assert conditions["nightly"].get_label() == "daily scoring at 04:00 Nairobi"
     assert conditions["weekly"].get_label() == "weekly training on Monday 03:00 Nairobi"
