@@ -41,8 +41,9 @@ class RegisteredModel:
     artifact_uri: str  # the run's artifact root
 
     @property
-    def model_uri(self) -> str:
-        return f"{self.artifact_uri.rstrip('/')}/model"
+    def spec(self) -> dict:
+        """What the training recorded as the model's definition (its ``spec`` parameter, JSON)."""
+        return json.loads(self.params.get("spec", "{}"))
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
@@ -125,11 +126,6 @@ class ModelRegistryResource(dg.ConfigurableResource):
         return run_id, str(version.version), self.run_url(experiment_id, run_id)
 
     # ---- the champion --------------------------------------------------------------------------------------
-    def version(self, version: str) -> RegisteredModel:
-        client = self.client()
-        mv = client.get_model_version(self.model_name, version)
-        return self._registered(client, mv)
-
     def champion(self) -> RegisteredModel | None:
         """The version the alias ``champion`` names (None before the first promotion)."""
         from mlflow.exceptions import MlflowException
@@ -145,9 +141,6 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
     def promote(self, version: str) -> None:
         self.client().set_registered_model_alias(self.model_name, CHAMPION, version)
-
-    def tag_version(self, version: str, key: str, value: str) -> None:
-        self.client().set_model_version_tag(self.model_name, version, key, value)
 
     @staticmethod
     def _registered(client, mv) -> RegisteredModel:
@@ -178,9 +171,3 @@ def default_tracking(home: str) -> tuple[str, str]:
     """The embedded store of a local home: (tracking URI, artifact directory)."""
     base = Path(home) / "mlflow"
     return f"sqlite:///{(base / 'mlflow.db').resolve()}", str((base / "artifacts").resolve())
-
-
-def params_json(params: dict[str, object]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
-
-

@@ -45,10 +45,13 @@ DAILY = _in(CURATED_KEYS["daily_sales"], "order_date", "county_code", "product_i
 
 
 def _as_of(config: AsOfConfig, forecasting: ForecastConfig, daily: DataFrame) -> tuple[dt.date, dt.date]:
-    as_of = config.day(forecasting.as_of) or daily.agg(F.max("order_date")).collect()[0][0]
+    """The origin (the run's or the deployment's as_of, else the latest order date) and the first order date, in
+    one aggregation."""
+    first, latest = daily.agg(F.min("order_date"), F.max("order_date")).collect()[0]
+    as_of = config.day(forecasting.as_of) or latest
     if as_of is None:
         raise dg.Failure("curated.daily_sales is empty: nothing to forecast")
-    return as_of, daily.agg(F.min("order_date")).collect()[0][0]
+    return as_of, first
 
 
 @dg.multi_asset(
@@ -164,7 +167,7 @@ def _gate(context, registry: ModelRegistryResource, params: fc.ForecastParams, r
 
     if champion is None:
         return result(True, "no champion yet: the first model becomes champion")
-    recorded = json.loads(champion.params.get("spec", "{}"))
+    recorded = champion.spec
     theirs_params = fc.params_of(recorded)
     if recorded == fc.spec(params):
         return result(True, f"the champion (version {champion.version}) has the candidate's spec: on the same "
@@ -213,7 +216,7 @@ def _score(context, config, daily, counties, backtest, forecasting, model_regist
     if champion is None:
         raise dg.Failure(f"no champion in the model registry ({model_registry.model_name} at "
                          f"{model_registry.tracking_uri}): materialize ml/forecast_model first")
-    params = fc.params_of(json.loads(champion.params.get("spec", "{}")))
+    params = fc.params_of(champion.spec)
     if params is None:
         raise dg.Failure(f"the champion (version {champion.version}) is a model of other features than this code "
                          "computes: train a new one (materialize ml/forecast_model)")
@@ -222,11 +225,10 @@ def _score(context, config, daily, counties, backtest, forecasting, model_regist
     model = GeneralizedLinearRegressionModel.load(model_registry.local_model_dir(champion))
     features = fc.scoring_features(daily, counties, as_of, params, held)
     forecast = fc.score(model, features, backtest, counties, params, version, held)
-    rows = forecast.count()
     chart_started = time.monotonic()
     png = fc.history_chart(backtest, forecast, daily, as_of)
     context.log.info(f"champion version {champion.version} ({version}, trained for origin "
-                     f"{champion.params.get('origin_date', '?')}) forecast {rows:,} series-days after {as_of}")
+                     f"{champion.params.get('origin_date', '?')}) forecast the 28 days after {as_of}")
     return dg.Output(forecast, output_name="sales_forecast", metadata={
         "origin_date": str(as_of), "model_version": version,
         "registered_version": champion.version,

@@ -167,7 +167,6 @@ class FeatureTable:
     frame: DataFrame  # series x day, with the features, ``units`` (null after as_of) and ``w`` (sampling weight)
     first_day: dt.date
     as_of: dt.date
-    categories: list[str]
     series: int
     rows: int  # rows of ``frame`` (series x days)
     active: DataFrame | None = None  # per origin (``active_on``), the series active at it
@@ -194,7 +193,6 @@ def build_features(daily: DataFrame, counties: DataFrame, as_of: dt.date, p: For
 def _features(daily: DataFrame, counties: DataFrame, as_of: dt.date, p: ForecastParams,
               held: Held, series: DataFrame, first: dt.date, last: dt.date) -> FeatureTable:
     spark = daily.sparkSession
-    categories = sorted(r[0] for r in series.select("category").distinct().collect())
     n_series = series.count()
     days = spark.range((last - first).days + 1).select(F.date_add(F.lit(first), F.col("id").cast("int")).alias("date"))
     window = F.col("order_date").between(first, as_of)
@@ -270,7 +268,7 @@ def _features(daily: DataFrame, counties: DataFrame, as_of: dt.date, p: Forecast
     frame = frame.select("*", *logs, *weekdays)
     frame = held(frame)
     rows = frame.count()  # computed (and kept) now, while the active series are still kept
-    return FeatureTable(frame, first + dt.timedelta(days=p.lookback), as_of, categories, n_series, rows)
+    return FeatureTable(frame, first + dt.timedelta(days=p.lookback), as_of, n_series, rows)
 
 
 # ---- model ----------------------------------------------------------------------------------------------
@@ -642,7 +640,7 @@ def score(model, features: FeatureTable, backtest_rows: DataFrame, counties: Dat
                 F.greatest(F.col("model_units"), F.col("model_units") + F.coalesce("residual_q", F.lit(0.0)))
                 .alias("forecast_p90_units"),
                 F.lit(as_of).alias("origin_date"), F.lit(model_version).alias("model_version")))
-    # persisted: the chart, the row count and the write read it (scoring it again each time costs a pass over
+    # persisted: the chart and the write read it (scoring it again each time costs a pass over
     # the feature table and the residual percentiles)
     return held(conform(forecast, schemas.sales_forecast))
 
