@@ -416,14 +416,16 @@ def test_inventory_recommendations_follow_the_formulas(flake):
             cost = products.loc[key[0], "unit_cost_kes"]
             cost = float(cost if cost is not None and not pd.isna(cost) else products.loc[key[0], "list_price_kes"])
         eoq = math.sqrt(2 * d * 365 * 1000 / (0.25 * cost)) if d > 0 and cost > 0 else 0.0
+        q = max(math.ceil(min(eoq, 28 * d)), 1)  # at most 28 days of cover (ECOMMERCE_LAKE_MAX_COVER_DAYS)
         assert row["lead_time_days"] == lead, key
         assert row["safety_stock"] == pytest.approx(ss, rel=1e-9, abs=1e-9), key
         assert row["reorder_point"] == pytest.approx(rop, rel=1e-9, abs=1e-9), key
         assert row["eoq"] == pytest.approx(eoq, rel=1e-9, abs=1e-9), key
+        assert row["order_size"] == q, key
         if key in snapshots:
             on_hand = snapshots[key][1]
             assert row["on_hand"] == on_hand, key
-            s, q = math.ceil(rop), max(math.ceil(eoq), 1)
+            s = math.ceil(rop)
             should = on_hand <= s and d > 0
             assert bool(row["order_now"]) == should, key
             expected_qty = ((s - on_hand) // q + 1) * q if should else 0
@@ -447,6 +449,19 @@ def test_inventory_recommendations_follow_the_formulas(flake):
     assert md["simulation/stock_change_vs_moving_average"] == pytest.approx(
         md["simulation/model/average_on_hand_units"] / md["simulation/moving_average/average_on_hand_units"] - 1,
         abs=1e-5)
+    # the model's policy at the moving average's achieved service level: the curve starts at the configured target
+    curve = md["simulation/model/service_curve"]
+    assert curve[0]["target"] == 0.95
+    assert curve[0]["achieved"] == pytest.approx(md["simulation/achieved_cycle_service_level"], abs=1e-5)
+    equal = md["simulation/model/average_on_hand_units_at_moving_average_service_level"]
+    change = md["simulation/stock_change_at_equal_service_level"]
+    if math.isnan(equal):  # no tried target brackets the moving average's level on this small lake
+        assert math.isnan(change)
+    else:
+        assert change == pytest.approx(equal / md["simulation/moving_average/average_on_hand_units"] - 1, abs=1e-5)
+        achieved = sorted(p["achieved"] for p in curve[-2:])
+        assert achieved[0] <= md["simulation/moving_average/cycle_service_level"] + 1e-5
+        assert md["simulation/moving_average/cycle_service_level"] <= achieved[1] + 1e-5
     # the policy meets its service level on this lake (the check's bound: at most 3 points below target), and
     # the blocking check says so; the check failing on a policy that misses it is asserted below
     achieved = md["simulation/achieved_cycle_service_level"]
@@ -476,16 +491,17 @@ def test_service_level_check_fails_when_the_policy_misses_its_target():
 
 
 # ---- the policy simulation on hand-worked cases ------------------------------------------------------
-def _window(origin: str, actual: list[int], model: list[float]) -> list[dict]:
+def _window(origin: str, actual: list[int], model: list[float], product: str = "P1") -> list[dict]:
     o = dt.date.fromisoformat(origin)
-    return [{"origin_date": o, "product_id": "P1", "county_code": 1, "category": "Home",
+    return [{"origin_date": o, "product_id": product, "county_code": 1, "category": "Home",
              "target_date": o + dt.timedelta(days=i + 1), "actual_units": a, "model_units": m}
             for i, (a, m) in enumerate(zip(actual, model, strict=True))]
 
 
 def test_simulation_by_hand():
     """Lead time 2, service level 95% (z = 1.645), unit cost 100 KES, ordering cost 1,000 KES, holding 25%/year.
-    Demand rate 1/day in both windows, so Q = ceil(sqrt(2 x 365 x 1000 / 25)) = 171.
+    Demand rate 1/day in both windows, so Q = ceil(sqrt(2 x 365 x 1000 / 25)) = 171 without a cap on the days of
+    cover (max_cover_days=0).
 
     Window A (actual 1,1,1,1): sigma from window B's errors (2,-1,-1,1): sqrt(1.75 - 0.25^2) = 1.299, so
     s = ceil(2 + 1.645 x 1.299 x sqrt 2) = 6; stock 6 -> order 171 on day 0, arriving day 2; no demand unmet.
@@ -493,7 +509,8 @@ def test_simulation_by_hand():
     day 0 demand 3: 2 sold, 1 unmet -> the cycle of that order (days 0-1) is a stockout cycle.
     Cycles 2, stockouts 1 -> cycle service level 0.5; fill rate (4 + 4) / (4 + 5) = 8/9."""
     rows = _window("2025-01-01", [1, 1, 1, 1], [1.0] * 4) + _window("2025-01-05", [3, 0, 0, 2], [1.0] * 4)
-    params = PolicyParams(service_level=0.95, lead_time_days=2, ordering_cost_kes=1000, holding_cost_rate=0.25)
+    params = PolicyParams(service_level=0.95, lead_time_days=2, ordering_cost_kes=1000, holding_cost_rate=0.25,
+                          max_cover_days=0)
     result = inv.simulate(pd.DataFrame(rows), {"P1": 100.0}, params)
     assert result.cycles == 2 and result.stockout_cycles == 1
     assert result.achieved_cycle_service_level == 0.5
@@ -509,6 +526,12 @@ def test_simulation_by_hand():
     other = inv.simulate(pd.DataFrame(rows2), {"P1": 100.0}, params, forecast="other_units")
     assert other.cycles == 2 and other.stockout_cycles == 0
     assert other.average_on_hand_units == pytest.approx(124.0)
+    # The default cap, 28 days of cover: Q = min(171, 28 x 1) = 28 at 1/day. The same days and cycles with smaller
+    # orders: A 5, 4, 31 (28 arrived), 30; B 0, 0, 28, 26 -> 124 / 8 = 15.5 units on hand on average.
+    capped = inv.simulate(pd.DataFrame(rows), {"P1": 100.0}, dataclasses.replace(params, max_cover_days=28))
+    assert (capped.cycles, capped.stockout_cycles, capped.fill_rate) == (2, 1, pytest.approx(8 / 9))
+    assert capped.average_on_hand_units == pytest.approx(15.5)
+    assert list(inv.order_size(np.array([171.0, 0.4, 0.0]), np.array([1.0, 1.0, 0.0]), 28)) == [28.0, 1.0, 1.0]
 
 
 def test_lead_time_overrides_and_their_errors():
@@ -524,6 +547,10 @@ def test_lead_time_overrides_and_their_errors():
     policy = InventoryPolicyConfig.from_env({"ECOMMERCE_LAKE_LEAD_TIMES": "Phones=10", "ECOMMERCE_LAKE_SERVICE_LEVEL":
                                              "0.9", "ECOMMERCE_LAKE_LEAD_TIME_DAYS": "5"}).params()
     assert (policy.service_level, policy.lead_time("Phones", 1), policy.lead_time("Home", 1)) == (0.9, 10, 5)
+    assert policy.max_cover_days == 28
+    assert InventoryPolicyConfig.from_env({"ECOMMERCE_LAKE_MAX_COVER_DAYS": "0"}).params().max_cover_days == 0
+    with pytest.raises(ConfigError, match="ECOMMERCE_LAKE_MAX_COVER_DAYS='-1'"):
+        InventoryPolicyConfig.from_env({"ECOMMERCE_LAKE_MAX_COVER_DAYS": "-1"})
 
 
 def test_forecast_defaults_agree_everywhere():
@@ -661,3 +688,73 @@ def test_a_worse_candidate_is_registered_but_not_promoted(flake):
     assert newest == int(before.version) + 1 and meta["candidate_version"] == str(newest)
     assert flake.instance.get_latest_materialization_event(
         dg.AssetKey(["ml", "forecast_backtest"])).run_id == backtest_run
+
+
+_CHECKS_ONLY = """
+import sys
+import dagster as dg
+from ecommerce_lake.definitions import build_defs
+from ecommerce_lake.settings import Settings
+
+keys = [dg.AssetCheckKey(dg.AssetKey(["ml", "forecast_model"]), "no_worse_than_champion"),
+        dg.AssetCheckKey(dg.AssetKey(["ml", "forecast_backtest"]), "model_beats_seasonal_naive")]
+defs = build_defs(Settings.from_env())
+defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job("checks_only",
+                                                                          selection=dg.AssetSelection.checks(*keys))]))
+result = defs.resolve_job_def("checks_only").execute_in_process(instance=dg.DagsterInstance.get(),
+                                                                 raise_on_error=False)
+for e in result.get_asset_check_evaluations():
+    print("CHECK", e.asset_check_key.to_user_string(), e.passed)
+print("MATERIALIZED", len(result.get_asset_materialization_events()))
+print("SUCCESS", result.success)
+sys.exit(0)
+"""
+
+
+def test_the_gate_alone_is_a_clear_error_and_the_other_checks_still_run(flake):
+    """A run of the training's checks without a training (the UI's "Execute checks" on ml/forecast_model): the
+    backtest's checks are evaluated on the table as it is, nothing is trained or written, and the gate, which
+    only means something for a new candidate, fails the step with a message that says what to run instead."""
+    client = _mlflow(flake)
+    versions = len(client.search_model_versions("name='ecommerce_lake.sales_forecast'"))
+    env = {**os.environ, "ECOMMERCE_LAKE_HOME": str(flake.home), "DAGSTER_HOME": str(flake.home / "dagster_home"),
+           "ECOMMERCE_LAKE_FORECAST_TRAIN_DAYS": str(TRAIN_DAYS)}
+    proc = subprocess.run([sys.executable, "-c", _CHECKS_ONLY], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=Path(__file__).resolve().parents[1])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "CHECK ml/forecast_backtest:model_beats_seasonal_naive True" in out, out[-4000:]
+    assert "MATERIALIZED 0" in out and "SUCCESS False" in out, out[-4000:]
+    assert "no_worse_than_champion judges a training's candidate against the champion" in out, out[-4000:]
+    assert "materialize ml/forecast_model" in out, out[-4000:]
+    assert len(client.search_model_versions("name='ecommerce_lake.sales_forecast'")) == versions
+
+
+def test_stock_at_an_equal_service_level_interpolates_between_bracketing_targets():
+    """Synthetic windows (Poisson demand around known rates, a noisy forecast): the stock the policy holds at a
+    given achieved service level lies on the straight line between the two simulations whose achieved levels
+    bracket it, each of them run here through the plain simulation; a level no target reaches gives None."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for s in range(60):
+        rate = rng.uniform(0.05, 3.0)
+        for w in range(3):
+            start = dt.date(2025, 1, 1) + dt.timedelta(days=28 * w)
+            noisy = rate * rng.uniform(0.6, 1.4)
+            rows += _window(start.isoformat(), list(rng.poisson(rate, 28)), [noisy] * 28, product=f"P{s}")
+    bt = pd.DataFrame(rows)
+    cost = {f"P{s}": 500.0 for s in range(60)}
+    params = PolicyParams(service_level=0.95, lead_time_days=3)
+    at_target = inv.simulate(bt, cost, params)
+    level = at_target.achieved_cycle_service_level - 0.02
+    stock, points = inv.stock_at_service_level(bt, cost, params, "model_units", level, known=at_target)
+    assert stock is not None and len(points) >= 2 and points[0][0] == 0.95
+    (t1, _, _), (t2, _, _) = points[-2], points[-1]
+    a = inv.simulate(bt, cost, dataclasses.replace(params, service_level=t1))
+    b = inv.simulate(bt, cost, dataclasses.replace(params, service_level=t2))
+    lo, hi = sorted([a, b], key=lambda r: r.achieved_cycle_service_level)
+    assert lo.achieved_cycle_service_level <= level <= hi.achieved_cycle_service_level
+    expected = lo.average_on_hand_units + (hi.average_on_hand_units - lo.average_on_hand_units) * (
+        (level - lo.achieved_cycle_service_level) / (hi.achieved_cycle_service_level - lo.achieved_cycle_service_level))
+    assert stock == pytest.approx(expected)
+    assert inv.stock_at_service_level(bt, cost, params, "model_units", 1.5, known=at_target)[0] is None

@@ -92,6 +92,8 @@ class InventoryPolicyConfig(FromEnvironment, dg.ConfigurableResource):
     ordering_cost_kes: float = Field(1000.0, ge=0, description="Cost of placing one order (EOQ).")
     holding_cost_rate: float = Field(0.25, gt=0, description="Yearly holding cost as a share of the unit cost "
                                      "(EOQ).")
+    max_cover_days: int = Field(28, ge=0, description="An order buys at most this many days of forecast demand "
+                                "(the EOQ capped; 0: no cap).")
 
     @field_validator("lead_times")
     @classmethod
@@ -102,7 +104,8 @@ class InventoryPolicyConfig(FromEnvironment, dg.ConfigurableResource):
     def params(self) -> PolicyParams:
         return PolicyParams(service_level=self.service_level, lead_time_days=self.lead_time_days,
                             lead_time_overrides=parse_overrides(self.lead_times),
-                            ordering_cost_kes=self.ordering_cost_kes, holding_cost_rate=self.holding_cost_rate)
+                            ordering_cost_kes=self.ordering_cost_kes, holding_cost_rate=self.holding_cost_rate,
+                            max_cover_days=self.max_cover_days)
 
 
 class MaintenanceConfig(FromEnvironment, dg.ConfigurableResource):

@@ -162,8 +162,9 @@ inventory_recommendations = table(
     "ml.inventory_recommendations",
     "Per product x county: a continuous-review (s, Q) policy from the forecast. safety_stock = z x "
     "sigma_daily_error x sqrt(lead_time_days); reorder_point = avg_daily_demand x lead_time_days + safety_stock; "
-    "eoq = sqrt(2 x annual_demand x ordering cost / (holding-cost rate x unit cost)). With a stock snapshot "
-    "(landing inventory.csv): whether to order now (on_hand <= ceil(reorder_point)) and how much (whole EOQs).",
+    "eoq = sqrt(2 x annual_demand x ordering cost / (holding-cost rate x unit cost)); order_size Q = the EOQ capped "
+    "at ECOMMERCE_LAKE_MAX_COVER_DAYS of avg_daily_demand, rounded up, at least 1. With a stock snapshot "
+    "(landing inventory.csv): whether to order now (on_hand <= ceil(reorder_point)) and how much (whole Qs).",
     {
         "product_id": column(STRING, "Product id.", lineage=["ml.sales_forecast.product_id"]),
         "county_code": column(INT, "County.", checks=[KNOWN_COUNTY], lineage=["ml.sales_forecast.county_code"]),
@@ -182,13 +183,15 @@ inventory_recommendations = table(
         "annual_demand": column(DOUBLE, "avg_daily_demand x 365.", checks=[NON_NEGATIVE]),
         "unit_cost_kes": column(DOUBLE, "Unit cost (list price when the cost is unknown).", nullable=True,
                                 lineage=["refined.products.unit_cost_kes", "refined.products.list_price_kes"]),
-        "eoq": column(DOUBLE, "Economic order quantity Q (units; 0 without demand or cost).", checks=[NON_NEGATIVE]),
+        "eoq": column(DOUBLE, "Economic order quantity (units; 0 without demand or cost).", checks=[NON_NEGATIVE]),
+        "order_size": column(DOUBLE, "Order size Q (units): the EOQ capped at ECOMMERCE_LAKE_MAX_COVER_DAYS days of "
+                             "avg_daily_demand, rounded up, at least 1.", checks=[pa.Check.ge(1)]),
         "on_hand": column(INT, "Units on hand in the latest snapshot (null: no snapshot).", nullable=True,
                           lineage=["refined.inventory.on_hand"]),
         "inventory_as_of": column(DATE, "Day of that snapshot.", nullable=True, lineage=["refined.inventory.as_of"]),
         "order_now": column(BOOL, "Order now: on_hand at or below the reorder point (null: no snapshot).",
                             nullable=True),
-        "order_quantity": column(LONG, "Units to order now: whole multiples of ceil(eoq) that lift the position "
+        "order_quantity": column(LONG, "Units to order now: whole multiples of order_size that lift the position "
                                  "above the reorder point (0 if not ordering; null: no snapshot).", nullable=True),
         "origin_date": column(DATE, "Forecast origin.", lineage=["ml.sales_forecast.origin_date"]),
     },

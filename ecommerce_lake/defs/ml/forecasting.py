@@ -78,6 +78,13 @@ def forecast_training(context: dg.AssetExecutionContext, config: AsOfConfig, dai
                       model_registry: ModelRegistryResource):
     if not selected(context, "forecast_model", "forecast_backtest"):
         yield from evaluate_checks(context, lake, quality, [CHECKS["forecast_backtest"]])
+        if dg.AssetCheckKey(FORECAST_MODEL, GATE.name) in context.selected_asset_check_keys:
+            raise dg.Failure(
+                f"{GATE.name} judges a training's candidate against the champion, so it runs only with a training: "
+                f"materialize {FORECAST_MODEL.to_user_string()} (it trains, logs the candidate to MLflow and "
+                "evaluates this check) instead of running the check alone. Its latest result is on the latest "
+                f"materialization of {FORECAST_MODEL.to_user_string()}.",
+                metadata={"check": GATE.name, "asset": FORECAST_MODEL.to_user_string()})
         return
     as_of, first_day = _as_of(config, forecasting, daily)
     wanted = forecasting.params()

@@ -51,6 +51,8 @@ def _recommendations(context, forecast, backtest, products, lake, inventory_poli
                           *[f"{m}_units" for m in SIMULATED]).toPandas()
     cost = {r["product_id"]: float(r["c"]) for r in products.select(
         "product_id", F.coalesce("unit_cost_kes", "list_price_kes").alias("c")).collect() if r["c"] is not None}
+    context.log.info(f"backtest windows ({len(pdf):,} series-days) and unit costs read in "
+                     f"{time.monotonic() - started:.1f} s")
     # the same policy driven by the model's forecasts and by each baseline's: what the forecast is worth in stock
     sims = {m: inv.simulate(pdf, cost, params, forecast=f"{m}_units") for m in SIMULATED}
     sim = sims["model"]
@@ -58,8 +60,15 @@ def _recommendations(context, forecast, backtest, products, lake, inventory_poli
         context.log.info(f"policy simulation ({m}) on {r.series_windows:,} series-windows: cycle service level "
                          f"{r.achieved_cycle_service_level:.3f} (target {params.service_level}), fill rate "
                          f"{r.fill_rate:.3f}, average units on hand {r.average_on_hand_units:.3f}")
-    context.log.info(f"policy simulations in {time.monotonic() - started:.1f} s")
     stock_ma = sims["moving_average"].average_on_hand_units
+    # the model's policy at the moving average's achieved service level: the stock each needs for the same service
+    level_ma = sims["moving_average"].achieved_cycle_service_level
+    stock_equal, curve = inv.stock_at_service_level(pdf, cost, params, "model_units", level_ma, known=sim)
+    context.log.info(
+        f"policy simulations in {time.monotonic() - started:.1f} s; at the moving average's service level "
+        f"{level_ma:.3f} the model's policy holds " + (
+            f"{stock_equal:.3f} units on average against {stock_ma:.3f} ({stock_equal / stock_ma - 1:+.1%})"
+            if stock_equal is not None and stock_ma else "(not bracketed by the tried targets)"))
     ordering = (out.where(F.col("order_now")).agg(F.count(F.lit(1)), F.sum("order_quantity")).collect()[0]
                 if snapshot is not None else (0, 0))
     return out, {
@@ -74,11 +83,17 @@ def _recommendations(context, forecast, backtest, products, lake, inventory_poli
             ("average_on_hand_units", r.average_on_hand_units))},
         "simulation/stock_change_vs_moving_average": metric(
             sim.average_on_hand_units / stock_ma - 1 if stock_ma else None),
+        "simulation/model/average_on_hand_units_at_moving_average_service_level": metric(stock_equal),
+        "simulation/stock_change_at_equal_service_level": metric(
+            stock_equal / stock_ma - 1 if stock_equal is not None and stock_ma else None),
+        "simulation/model/service_curve": dg.MetadataValue.json(
+            [{"target": t, "achieved": round(a, 5), "average_on_hand_units": round(u, 5)} for t, a, u in curve]),
         "policy": dg.MetadataValue.json({"service_level": params.service_level, "z": round(params.z, 4),
                                          "lead_time_days": params.lead_time_days,
                                          "lead_time_overrides": params.lead_time_overrides,
                                          "ordering_cost_kes": params.ordering_cost_kes,
-                                         "holding_cost_rate": params.holding_cost_rate}),
+                                         "holding_cost_rate": params.holding_cost_rate,
+                                         "max_cover_days": params.max_cover_days}),
         "inventory_snapshot": snapshot is not None,
         "orders_now/series": int(ordering[0] or 0),
         "orders_now/units": int(ordering[1] or 0),

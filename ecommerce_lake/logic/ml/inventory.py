@@ -1,5 +1,5 @@
 """Inventory policy per product x county from the demand forecast: a continuous-review (s, Q) policy with
-safety stock from the backtest forecast errors, and a day-by-day simulation of that policy on the held-out
+safety stock from the backtest forecast errors, Q the EOQ capped at a number of days of forecast demand, and a day-by-day simulation of that policy on the held-out
 actual demand of the backtest windows."""
 
 from __future__ import annotations
@@ -34,10 +34,20 @@ def lead_time_column(params: PolicyParams) -> F.Column:
     return col
 
 
+def order_size(eoq, daily_demand, max_cover_days: int):
+    """Q: the EOQ, capped at ``max_cover_days`` of the daily demand (0: no cap), at least one unit. Works on
+    numpy arrays and on Spark columns alike (the simulation and the recommendations share it)."""
+    if isinstance(eoq, np.ndarray):
+        capped = np.minimum(eoq, daily_demand * max_cover_days) if max_cover_days else eoq
+        return np.maximum(np.ceil(np.nan_to_num(capped)), 1.0)
+    capped = F.least(eoq, daily_demand * F.lit(float(max_cover_days))) if max_cover_days else eoq
+    return F.greatest(F.ceil(capped), F.lit(1)).cast("double")
+
+
 def recommendations(forecast: DataFrame, errors: DataFrame, products: DataFrame, inventory: DataFrame | None,
                     params: PolicyParams) -> DataFrame:
-    """One row per forecast series: demand, safety stock, reorder point, EOQ and, with a stock snapshot,
-    whether to order now and how much.
+    """One row per forecast series: demand, safety stock, reorder point, EOQ, the order size and, with a stock
+    snapshot, whether to order now and how much.
 
     ``errors``: per series ``sigma_error`` (standard deviation of daily backtest errors)."""
     per = forecast.groupBy("product_id", "county_code", "county_name", "category").agg(
@@ -54,7 +64,8 @@ def recommendations(forecast: DataFrame, errors: DataFrame, products: DataFrame,
           .withColumn("eoq", F.when(
               (F.col("unit_cost_kes") > 0) & (F.col("annual_demand") > 0),
               F.sqrt(2 * F.col("annual_demand") * F.lit(params.ordering_cost_kes)
-                     / (F.lit(params.holding_cost_rate) * F.col("unit_cost_kes")))).otherwise(F.lit(0.0))))
+                     / (F.lit(params.holding_cost_rate) * F.col("unit_cost_kes")))).otherwise(F.lit(0.0)))
+          .withColumn("order_size", order_size(F.col("eoq"), F.col("avg_daily_demand"), params.max_cover_days)))
     if inventory is not None:
         latest = (inventory.where(F.col("county_code") != 0)
                   .withColumn("__r", F.row_number().over(Window.partitionBy("product_id", "county_code").orderBy(
@@ -64,7 +75,7 @@ def recommendations(forecast: DataFrame, errors: DataFrame, products: DataFrame,
         df = df.join(latest, ["product_id", "county_code"], "left")
     else:
         df = df.withColumn("on_hand", F.lit(None).cast("int")).withColumn("inventory_as_of", F.lit(None).cast("date"))
-    q = F.greatest(F.ceil("eoq"), F.lit(1))
+    q = F.col("order_size")
     s = F.ceil(F.col("reorder_point"))
     below = F.col("on_hand") <= s
     orders = F.floor((s - F.col("on_hand")) / q) + 1  # enough Q-sized orders to lift the position above s
@@ -89,7 +100,7 @@ class SimulationResult:
 
 def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: PolicyParams,
              forecast: str = "model_units") -> SimulationResult:
-    """Run the (s, Q) policy day by day on each backtest window's actual demand, per series.
+    """Run the (s, Q) policy (Q: ``order_size``) day by day on each backtest window's actual demand, per series.
 
     For window ``w`` the policy uses what was known at its origin: the mean forecast of the window (column
     ``forecast``: the model's, or a baseline's, to compare them under the same policy) as the demand rate, and
@@ -115,7 +126,7 @@ def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: Policy
     with np.errstate(divide="ignore", invalid="ignore"):
         eoq = np.where((cost > 0) & (annual > 0),
                        np.sqrt(2 * annual * params.ordering_cost_kes / (params.holding_cost_rate * cost)), 0.0)
-    q = np.maximum(np.ceil(np.nan_to_num(eoq)), 1.0)
+    q = order_size(eoq, rate, params.max_cover_days)
     horizon = int(win["n"].max())
     demand = np.zeros((len(win), horizon))
     # every window holds the same number of days (the horizon), in date order
@@ -168,3 +179,40 @@ def simulate(backtest: pd.DataFrame, unit_cost: dict[str, float], params: Policy
 
 def as_of_of(forecast: DataFrame) -> dt.date:
     return forecast.agg(F.min("origin_date")).collect()[0][0]
+
+
+# target service levels the policy is tried at, to compare two forecasts at an equal *achieved* service level
+TRIED_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+
+
+def stock_at_service_level(backtest: pd.DataFrame, unit_cost: dict[str, float], params: PolicyParams, forecast: str,
+                           level: float, known: SimulationResult | None = None
+                           ) -> tuple[float | None, list[tuple[float, float, float]]]:
+    """The average stock the policy holds with ``forecast`` when it *achieves* the cycle service level ``level``.
+
+    From the configured target (``known``: its simulation, when already run) the target is moved through
+    ``TRIED_LEVELS`` towards ``level`` until two achieved levels bracket it; the stock is interpolated linearly
+    between those two. Returns (the stock, or None when no tried target brackets ``level``; the points
+    simulated: (target, achieved, stock))."""
+    import dataclasses
+
+    def point(target: float, result: SimulationResult | None = None) -> tuple[float, float, float]:
+        r = result or simulate(backtest, unit_cost, dataclasses.replace(params, service_level=target), forecast)
+        return target, r.achieved_cycle_service_level, r.average_on_hand_units
+
+    points = [point(params.service_level, known)]
+    if math.isnan(level) or math.isnan(points[0][1]):
+        return None, points
+    down = points[0][1] > level
+    for target in sorted((t for t in TRIED_LEVELS if (t < params.service_level if down else t > params.service_level)),
+                         reverse=down):
+        previous, current = points[-1], point(target)
+        points.append(current)
+        lo, hi = sorted((previous, current), key=lambda p: p[1])
+        if lo[1] <= level <= hi[1]:
+            if hi[1] == lo[1]:
+                return lo[2], points
+            return lo[2] + (hi[2] - lo[2]) * (level - lo[1]) / (hi[1] - lo[1]), points
+    if points[0][1] == level:
+        return points[0][2], points
+    return None, points

@@ -14,6 +14,8 @@ class PolicyParams:
     lead_time_overrides: dict[str, int] = field(default_factory=dict)
     ordering_cost_kes: float = 1000.0  # per order
     holding_cost_rate: float = 0.25  # per year, as a share of the unit cost
+    # an order buys at most this many days of forecast demand (EOQ alone buys months of a slow seller); 0: no cap
+    max_cover_days: int = 28
 
     @property
     def z(self) -> float:
