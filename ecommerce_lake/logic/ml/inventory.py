@@ -1,9 +1,10 @@
 """Inventory policy per product x county from the demand forecast: a continuous-review (s, Q) policy with
-safety stock from the backtest forecast errors, Q the EOQ capped at a number of days of forecast demand, and a day-by-day simulation of that policy on the held-out
-actual demand of the backtest windows."""
+safety stock from the backtest forecast errors and Q the EOQ capped at a number of days of forecast demand, and a
+day-by-day simulation of that policy on the held-out actual demand of the backtest windows."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -194,8 +195,6 @@ def stock_at_service_level(backtest: pd.DataFrame, unit_cost: dict[str, float], 
     ``TRIED_LEVELS`` towards ``level`` until two achieved levels bracket it; the stock is interpolated linearly
     between those two. Returns (the stock, or None when no tried target brackets ``level``; the points
     simulated: (target, achieved, stock))."""
-    import dataclasses
-
     def point(target: float, result: SimulationResult | None = None) -> tuple[float, float, float]:
         r = result or simulate(backtest, unit_cost, dataclasses.replace(params, service_level=target), forecast)
         return target, r.achieved_cycle_service_level, r.average_on_hand_units
@@ -203,6 +202,8 @@ def stock_at_service_level(backtest: pd.DataFrame, unit_cost: dict[str, float], 
     points = [point(params.service_level, known)]
     if math.isnan(level) or math.isnan(points[0][1]):
         return None, points
+    if points[0][1] == level:
+        return points[0][2], points
     down = points[0][1] > level
     for target in sorted((t for t in TRIED_LEVELS if (t < params.service_level if down else t > params.service_level)),
                          reverse=down):
@@ -213,6 +214,4 @@ def stock_at_service_level(backtest: pd.DataFrame, unit_cost: dict[str, float], 
             if hi[1] == lo[1]:
                 return lo[2], points
             return lo[2] + (hi[2] - lo[2]) * (level - lo[1]) / (hi[1] - lo[1]), points
-    if points[0][1] == level:
-        return points[0][2], points
     return None, points
